@@ -1,0 +1,122 @@
+"""create_app(config): the mount table and the lifespan. The only module that knows every service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from appliance import __version__
+from appliance.cloud import Cloud, cloud
+from appliance.config import Config
+from appliance.db import migrate, open_db
+from appliance.identity import auth_routes as identity_auth_routes
+from appliance.identity import routes as identity_routes
+from appliance.identity.bootstrap import bootstrap, needs_bootstrap, write_client_files
+from appliance.identity.catalog import Catalog, CatalogService
+from appliance.identity.migrations import migrations as identity_migrations
+from appliance.web.dialects import KEYSTONE
+from appliance.web.middleware import RequestMiddleware
+
+log = logging.getLogger("nube")
+
+MIGRATIONS = (identity_migrations,)
+
+# What this process serves; each service adds its line when it lands (and its Mount below).
+CATALOG_SERVICES = (CatalogService("identity", "keystone", "/identity", description="Identity"),)
+
+# Keystone's default max_request_body_size (keystone.conf [DEFAULT]).
+KEYSTONE_MAX_BODY = 114688
+
+
+async def index(request: Request) -> Response:
+    base = cloud(request).api_base(request)
+    apis = {s.type: base + s.path for s in cloud(request).catalog.services}
+    return JSONResponse({"name": "Nube", "version": __version__, "apis": apis})
+
+
+def create_app(
+    config: Config, admin_password: str | None = None, in_memory: bool = False
+) -> Starlette:
+    """The ASGI app for the main port. `in_memory` gives unit tests a private database and keys."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if not in_memory:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        db = open_db(None if in_memory else config.db_path)
+        migrate(db, MIGRATIONS)
+        the_cloud = Cloud.build(config, db, Catalog(CATALOG_SERVICES, config.region), in_memory)
+        if needs_bootstrap(the_cloud.identity):
+            from appliance.identity.bootstrap import admin_password_from_env
+
+            password = admin_password or admin_password_from_env()
+            bootstrap(the_cloud.identity, password)
+            if not in_memory:
+                write_client_files(config, password)
+                log.info("admin credentials written to %s", config.data_dir / "admin-openrc.sh")
+        await the_cloud.jobs.reconcile()
+        try:
+            yield {"cloud": the_cloud}
+        finally:
+            await the_cloud.jobs.close()
+            db.close()
+            log.info("stopped")
+
+    identity_app = Starlette(
+        routes=identity_routes.routes + identity_auth_routes.routes,
+        exception_handlers=KEYSTONE.exception_handlers(),
+        max_body_size=KEYSTONE_MAX_BODY,
+    )
+
+    def resolver(scope: Scope) -> Any:
+        state = scope.get("state") or {}
+        the_cloud = state.get("cloud")
+        return the_cloud.auth.context if the_cloud else None
+
+    return Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            # Without this, Mount would redirect /identity to /identity/; clients GET it bare.
+            Route("/identity", identity_routes.versions, methods=["GET"]),
+            Mount("/identity", app=identity_app),
+        ],
+        middleware=[Middleware(RequestMiddleware, resolver=resolver)],
+        lifespan=lifespan,
+    )
+
+
+class PortDispatch:
+    """One uvicorn server, two listeners: requests to the S3 port go to the S3 app, the rest to main.
+
+    Lifespan events go to the main app only (it owns the cloud)."""
+
+    def __init__(self, main: Any, s3: Any, s3_port: int) -> None:
+        self.main, self.s3, self.s3_port = main, s3, s3_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] != "lifespan" and server and server[1] == self.s3_port:
+            await self.s3(scope, receive, send)
+        else:
+            await self.main(scope, receive, send)
+
+
+async def s3_not_yet(scope: Scope, receive: Receive, send: Send) -> None:
+    """The S3 listener, until the object store lands: every request gets S3's NotImplemented error."""
+    if scope["type"] != "http":
+        return
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
+        "<Message>This Nube does not serve object storage yet.</Message>"
+        f"<Resource>{scope['path']}</Resource></Error>"
+    )
+    await Response(body, status_code=501, media_type="application/xml")(scope, receive, send)

@@ -1,0 +1,60 @@
+"""The `nube` command: thin argument parsing that calls into the appliance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from appliance import __version__
+from appliance.config import load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nube", description="Nube: a private cloud in one process"
+    )
+    parser.add_argument("--version", action="version", version=f"nube {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the cloud (APIs on --port, S3 on --s3-port)")
+    serve.add_argument("--data-dir", type=Path, help="state directory (default /var/lib/nube)")
+    serve.add_argument("--bind", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="API and console port (default 8080)")
+    serve.add_argument("--s3-port", type=int, help="S3 port (default 9000)")
+    serve.add_argument("--public-url", help="base URL advertised in the catalog")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    keys = sub.add_parser("rotate-keys", help="add a new token signing key (old tokens stay valid)")
+    keys.add_argument("--data-dir", type=Path)
+
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(
+            args.data_dir,
+            {
+                "bind": getattr(args, "bind", None),
+                "port": getattr(args, "port", None),
+                "s3_port": getattr(args, "s3_port", None),
+                "public_url": getattr(args, "public_url", None),
+                "log_level": getattr(args, "log_level", None),
+            },
+        )
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"nube: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        from appliance.server import serve as run
+
+        return run(config)
+    if args.command == "rotate-keys":
+        from appliance.identity.tokens import KeyRing
+
+        KeyRing(config.keys_dir / "fernet").rotate()
+        print("nube: new token key added; restart nube serve to sign with it")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The running cloud: config, database, jobs and every service, built once at start-up.
+
+Routes reach it through the lifespan state (`request.state.cloud`); services get each other through
+constructor arguments, never through this object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+from starlette.requests import HTTPConnection
+
+from appliance.config import Config
+from appliance.identity.assignments import Assignments
+from appliance.identity.auth import Auth
+from appliance.identity.catalog import Catalog
+from appliance.identity.credentials import Credentials
+from appliance.identity.passwords import Passwords
+from appliance.identity.service import Identity
+from appliance.identity.tokens import KeyRing
+from appliance.tasks import Jobs
+
+
+@dataclass(slots=True)
+class Cloud:
+    config: Config
+    db: Database
+    jobs: Jobs
+    catalog: Catalog
+    identity: Identity
+    assignments: Assignments
+    credentials: Credentials
+    auth: Auth
+
+    @classmethod
+    def build(
+        cls, config: Config, db: Database, catalog: Catalog, in_memory: bool = False
+    ) -> Cloud:
+        passwords = Passwords(
+            config.password_time_cost, config.password_memory_kib, config.password_parallelism
+        )
+        identity = Identity(db, passwords)
+        credentials = Credentials(
+            identity, KeyRing(None if in_memory else config.keys_dir / "credential")
+        )
+        token_keys = KeyRing(None if in_memory else config.keys_dir / "fernet")
+        auth = Auth(identity, credentials, token_keys, config.token_expiration)
+        return cls(
+            config=config,
+            db=db,
+            jobs=Jobs(),
+            catalog=catalog,
+            identity=identity,
+            assignments=Assignments(identity),
+            credentials=credentials,
+            auth=auth,
+        )
+
+    def api_base(self, conn: HTTPConnection) -> str:
+        """The URL clients should use for the main port: configured, else what this client used."""
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/")
+        host = conn.headers.get("host") or f"{self.config.bind}:{self.config.port}"
+        return f"{conn.url.scheme}://{host}"
+
+    def s3_base(self, conn: HTTPConnection) -> str:
+        hostname = self.api_base(conn).split("://", 1)[1].split("/", 1)[0]
+        if hostname.startswith("["):
+            hostname = hostname.split("]", 1)[0] + "]"
+        else:
+            hostname = hostname.rsplit(":", 1)[0]
+        return f"{conn.url.scheme}://{hostname}:{self.config.s3_port}"
+
+
+def cloud(conn: HTTPConnection) -> Cloud:
+    return conn.state.cloud

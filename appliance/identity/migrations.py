@@ -1,0 +1,81 @@
+"""Identity tables."""
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("identity")
+
+_INITIAL = [
+    """CREATE TABLE domains (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        domain_id TEXT NOT NULL REFERENCES domains(id),
+        description TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        tags TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        UNIQUE (domain_id, name))""",
+    """CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        domain_id TEXT NOT NULL REFERENCES domains(id),
+        enabled INTEGER NOT NULL DEFAULT 1,
+        password_hash TEXT,
+        default_project_id TEXT,
+        extra TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        UNIQUE (domain_id, name))""",
+    """CREATE TABLE roles (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE role_assignments (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        target_type TEXT NOT NULL CHECK (target_type IN ('project', 'domain', 'system')),
+        target_id TEXT NOT NULL,
+        role_id TEXT NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+        PRIMARY KEY (user_id, target_type, target_id, role_id))""",
+    "CREATE INDEX role_assignments_target ON role_assignments (target_type, target_id)",
+    """CREATE TABLE application_credentials (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        description TEXT NOT NULL DEFAULT '',
+        secret_hash TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        unrestricted INTEGER NOT NULL DEFAULT 0,
+        expires_at TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (user_id, name))""",
+    # Generic v3 credentials; EC2 ones have id = sha256(access) and an encrypted {access, secret} blob.
+    """CREATE TABLE credentials (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        project_id TEXT REFERENCES projects(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        blob TEXT NOT NULL,
+        created_at TEXT NOT NULL)""",
+    "CREATE INDEX credentials_user ON credentials (user_id)",
+    # Revocation events: a token is refused if its audit id matches, or it was issued for the user
+    # before `issued_before` (password change). Rows are pruned once every token they cover expired.
+    """CREATE TABLE revocations (
+        id INTEGER PRIMARY KEY,
+        audit_id TEXT,
+        user_id TEXT,
+        issued_before REAL NOT NULL,
+        expires_at REAL NOT NULL)""",
+]
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    for statement in _INITIAL:
+        db.execute(statement)

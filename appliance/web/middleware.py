@@ -1,0 +1,88 @@
+"""The outermost layer: a request id on every response, the caller's context, one log line a request."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from appliance.context import Context
+from appliance.errors import NubeError, Unauthorized
+
+log = logging.getLogger("nube.http")
+
+REQUEST_ID = "nube.request_id"
+CONTEXT = "nube.context"
+
+# Resolves a token to its caller; raises Unauthorized for a bad or revoked one.
+TokenResolver = Callable[[str, str], Context]
+
+
+class RequestMiddleware:
+    """Assigns `req-<uuid>`, resolves X-Auth-Token into a Context, logs the request when it ends.
+
+    `resolver` is looked up per request (the services exist only once the lifespan has started).
+    """
+
+    def __init__(self, app: ASGIApp, resolver: Callable[[Scope], TokenResolver | None]) -> None:
+        self.app = app
+        self.resolver = resolver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        request_id = f"req-{uuid.uuid4()}"
+        scope[REQUEST_ID] = request_id
+        token = Headers(scope=scope).get("x-auth-token")
+        if token:
+            resolve = self.resolver(scope)
+            if resolve is not None:
+                try:
+                    scope[CONTEXT] = resolve(token, request_id)
+                except NubeError as exc:
+                    scope[CONTEXT] = exc
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["x-openstack-request-id"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            ctx = scope.get(CONTEXT)
+            who = f" user={ctx.user_id}" if isinstance(ctx, Context) else ""
+            log.info(
+                "%s %s %s %.1fms %s%s",
+                scope.get("method", "WS"),
+                path,
+                status or "-",
+                (time.perf_counter() - started) * 1000,
+                request_id,
+                who,
+            )
+
+
+def request_id(request: Request) -> str:
+    return request.scope.get(REQUEST_ID, "")
+
+
+def caller(request: Request) -> Context:
+    """The authenticated caller, or Unauthorized (401) if the request carried no valid token."""
+    ctx = request.scope.get(CONTEXT)
+    if isinstance(ctx, Context):
+        return ctx
+    if isinstance(ctx, NubeError):
+        raise ctx
+    raise Unauthorized("The request you have made requires authentication.")
