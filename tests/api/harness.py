@@ -1,0 +1,142 @@
+"""A real `nube serve` on 127.0.0.1, and the real `openstack` CLI to drive it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+BIN = Path(sys.prefix) / "bin"
+ADMIN_PASSWORD = "admin-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Nube:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    s3_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.url}/identity"
+
+    @property
+    def log(self) -> str:
+        path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self) -> None:
+        env = {**os.environ, "NUBE_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.extra_env}
+        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "nube"),
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--s3-port",
+                str(self.s3_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nube serve exited with {self.proc.returncode}:\n{self.log}")
+            try:
+                if requests.get(self.auth_url, timeout=1).status_code == 300:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"nube serve did not answer in 30 s:\n{self.log}")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def env(
+        self, user: str = "admin", password: str = ADMIN_PASSWORD, project: str | None = "admin"
+    ) -> dict[str, str]:
+        """OS_* variables as admin-openrc.sh sets them, for any user."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env.update(
+            OS_AUTH_URL=self.auth_url,
+            OS_USERNAME=user,
+            OS_PASSWORD=password,
+            OS_USER_DOMAIN_NAME="Default",
+            OS_IDENTITY_API_VERSION="3",
+            OS_REGION_NAME="RegionOne",
+            OS_INTERFACE="public",
+        )
+        if project:
+            env.update(OS_PROJECT_NAME=project, OS_PROJECT_DOMAIN_NAME="Default")
+        return env
+
+    def token(
+        self, user: str = "admin", password: str = ADMIN_PASSWORD, project: str | None = "admin"
+    ) -> str:
+        body: dict[str, Any] = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": user, "domain": {"name": "Default"}, "password": password}
+                    },
+                }
+            }
+        }
+        if project:
+            body["auth"]["scope"] = {"project": {"name": project, "domain": {"name": "Default"}}}
+        r = requests.post(f"{self.auth_url}/v3/auth/tokens", json=body, timeout=10)
+        assert r.status_code == 201, r.text
+        return r.headers["X-Subject-Token"]
+
+
+def openstack(env: dict[str, str], *args: str, check: bool = True) -> Any:
+    """Run the real `openstack` CLI; JSON output parsed when -f json is among the args."""
+    result = subprocess.run(
+        [str(BIN / "openstack"), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"openstack {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+        )
+    if not check:
+        return result
+    return json.loads(result.stdout) if "json" in args and result.stdout.strip() else result.stdout
