@@ -62,7 +62,13 @@ class Jobs:
             raise Conflict(f"{kind} {resource_id} is busy with another operation.")
         task = asyncio.get_running_loop().create_task(self._run(key, step, fn, on_error))
         self._running[key] = task
+        # A task cancelled before its first step never reaches _run's `finally`.
+        task.add_done_callback(lambda done: self._forget(key, done))
         return task
+
+    def _forget(self, key: JobKey, task: asyncio.Task[None]) -> None:
+        if self._running.get(key) is task:
+            del self._running[key]
 
     async def _run(self, key: JobKey, step: str, fn: JobFn, on_error: ErrorFn | None) -> None:
         started = time.monotonic()

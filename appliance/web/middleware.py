@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.context import Context
@@ -60,6 +61,11 @@ class RequestMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            if status == 0 and scope["type"] == "http":
+                # Starlette's ServerErrorMiddleware sits outside us and would answer without the id.
+                await PlainTextResponse("Internal Server Error", 500)(scope, receive, send_with_id)
+            raise
         finally:
             ctx = scope.get(CONTEXT)
             who = f" user={ctx.user_id}" if isinstance(ctx, Context) else ""
