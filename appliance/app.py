@@ -33,9 +33,6 @@ MIGRATIONS = (identity_migrations,)
 # What this process serves; each service adds its line when it lands (and its Mount below).
 CATALOG_SERVICES = (CatalogService("identity", "keystone", "/identity", description="Identity"),)
 
-# Keystone's default max_request_body_size (keystone.conf [DEFAULT]).
-KEYSTONE_MAX_BODY = 114688
-
 
 async def index(request: Request) -> Response:
     base = cloud(request).api_base(request)
@@ -74,7 +71,6 @@ def create_app(
     identity_app = Starlette(
         routes=identity_routes.routes + identity_auth_routes.routes,
         exception_handlers=KEYSTONE.exception_handlers(),
-        max_body_size=KEYSTONE_MAX_BODY,
     )
 
     def resolver(scope: Scope) -> Any:

@@ -48,7 +48,7 @@ class Nube:
 
     def start(self) -> None:
         env = {**os.environ, "NUBE_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.extra_env}
-        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
+        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.proc = subprocess.Popen(
             [
                 str(BIN / "nube"),
