@@ -120,7 +120,7 @@ class Assignments:
                 row["user_id"], self.identity.user(row["user_id"])
             )
             role = roles[row["role_id"]]
-            held = [(role, None)]
+            held: list[tuple[Role, Role | None]] = [(role, None)]
             if flt.effective:
                 pending = [role]
                 while pending:

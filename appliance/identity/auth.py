@@ -59,6 +59,8 @@ class Auth:
             raise Unauthorized(
                 f"Unsupported authentication method: {', '.join(map(str, methods))}."
             )
+        scope_type: str | None
+        scope_id: str | None
         if app_cred is not None:
             if auth.get("scope") not in (None, {"project": {"id": app_cred.project_id}}):
                 raise Unauthorized("An application credential is already scoped to its project.")

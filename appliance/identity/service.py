@@ -82,6 +82,10 @@ class Identity:
             return None
         return dict(zip([c[0] for c in cursor.description], row, strict=True))
 
+    def _update(self, table: str, row_id: str, changes: dict[str, Any]) -> None:
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        self.db.execute(f"UPDATE {table} SET {columns} WHERE id = ?", [*changes.values(), row_id])
+
     def _all(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         cursor = self.db.execute(sql, list(params))
         names = [c[0] for c in cursor.description]
@@ -188,7 +192,8 @@ class Identity:
 
     def list_projects(self, ctx: Context, filters: dict[str, str]) -> list[Project]:
         require_reader_of_all(ctx)
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for key in ("name", "domain_id"):
             if key in filters:
                 where.append(f"{key} = ?")
@@ -256,7 +261,7 @@ class Identity:
         if changes:
             try:
                 with self.db.atomic():
-                    self.db["projects"].update(project_id, changes)
+                    self._update("projects", project_id, changes)
             except sqlite3.IntegrityError:
                 raise Conflict(f"A project named {changes.get('name')} already exists.") from None
         return self.project(project_id)
@@ -291,7 +296,8 @@ class Identity:
 
     def list_users(self, ctx: Context, filters: dict[str, str]) -> list[User]:
         require_reader_of_all(ctx)
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for key in ("name", "domain_id"):
             if key in filters:
                 where.append(f"{key} = ?")
@@ -368,7 +374,7 @@ class Identity:
         changes["extra"] = json.dumps(extra)
         try:
             with self.db.atomic():
-                self.db["users"].update(user_id, changes)
+                self._update("users", user_id, changes)
         except sqlite3.IntegrityError:
             raise Conflict(f"A user named {changes.get('name')} already exists.") from None
         if password_hash is not None or changes.get("enabled") == 0:
@@ -437,8 +443,8 @@ class Identity:
             ) from None
         if spec.get("description"):
             with self.db.atomic():
-                self.db["roles"].update(
-                    role.id, {"description": _text(spec["description"], "description")}
+                self._update(
+                    "roles", role.id, {"description": _text(spec["description"], "description")}
                 )
         return self.role(role.id)
 
@@ -453,7 +459,7 @@ class Identity:
         if changes:
             try:
                 with self.db.atomic():
-                    self.db["roles"].update(role_id, changes)
+                    self._update("roles", role_id, changes)
             except sqlite3.IntegrityError:
                 raise Conflict(f"A role named {changes.get('name')} already exists.") from None
         return self.role(role_id)
