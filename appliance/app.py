@@ -19,19 +19,25 @@ from appliance.cloud import Cloud, cloud
 from appliance.config import Config
 from appliance.db import migrate, open_db
 from appliance.identity import auth_routes as identity_auth_routes
+from appliance.identity import limit_routes as identity_limit_routes
 from appliance.identity import routes as identity_routes
 from appliance.identity.bootstrap import bootstrap, needs_bootstrap, write_client_files
 from appliance.identity.catalog import Catalog, CatalogService
 from appliance.identity.migrations import migrations as identity_migrations
-from appliance.web.dialects import KEYSTONE
+from appliance.images import routes as image_routes
+from appliance.images.migrations import migrations as image_migrations
+from appliance.web.dialects import GLANCE, KEYSTONE
 from appliance.web.middleware import RequestMiddleware
 
 log = logging.getLogger("nube")
 
-MIGRATIONS = (identity_migrations,)
+MIGRATIONS = (identity_migrations, image_migrations)
 
 # What this process serves; each service adds its line when it lands (and its Mount below).
-CATALOG_SERVICES = (CatalogService("identity", "keystone", "/identity", description="Identity"),)
+CATALOG_SERVICES = (
+    CatalogService("identity", "keystone", "/identity", description="Identity"),
+    CatalogService("image", "glance", "/image", description="Image"),
+)
 
 
 async def index(request: Request) -> Response:
@@ -60,6 +66,7 @@ def create_app(
             if not in_memory:
                 write_client_files(config, password)
                 log.info("admin credentials written to %s", config.data_dir / "admin-openrc.sh")
+        the_cloud.start()
         await the_cloud.jobs.reconcile()
         try:
             yield {"cloud": the_cloud}
@@ -69,8 +76,11 @@ def create_app(
             log.info("stopped")
 
     identity_app = Starlette(
-        routes=identity_routes.routes + identity_auth_routes.routes,
+        routes=identity_routes.routes + identity_auth_routes.routes + identity_limit_routes.routes,
         exception_handlers=KEYSTONE.exception_handlers(),
+    )
+    image_app = Starlette(
+        routes=image_routes.routes, exception_handlers=GLANCE.exception_handlers()
     )
 
     def resolver(scope: Scope) -> Any:
@@ -84,6 +94,8 @@ def create_app(
             # Without this, Mount would redirect /identity to /identity/; clients GET it bare.
             Route("/identity", identity_routes.versions, methods=["GET"]),
             Mount("/identity", app=identity_app),
+            Route("/image", image_routes.versions, methods=["GET"]),
+            Mount("/image", app=image_app),
         ],
         middleware=[Middleware(RequestMiddleware, resolver=resolver)],
         lifespan=lifespan,

@@ -6,19 +6,26 @@ constructor arguments, never through this object.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlite_utils import Database
 from starlette.requests import HTTPConnection
 
+from appliance.blobs import Blobs
 from appliance.config import Config
 from appliance.identity.assignments import Assignments
 from appliance.identity.auth import Auth
 from appliance.identity.catalog import Catalog
 from appliance.identity.credentials import Credentials
+from appliance.identity.limits import Limits
 from appliance.identity.passwords import Passwords
 from appliance.identity.service import Identity
 from appliance.identity.tokens import KeyRing
+from appliance.images.data import ImageData
+from appliance.images.service import DEFAULT_LIMITS as IMAGE_LIMITS
+from appliance.images.service import Images
 from appliance.tasks import Jobs
 
 
@@ -32,11 +39,16 @@ class Cloud:
     assignments: Assignments
     credentials: Credentials
     auth: Auth
+    limits: Limits
+    blobs: Blobs
+    images: Images
+    image_data: ImageData
 
     @classmethod
     def build(
         cls, config: Config, db: Database, catalog: Catalog, in_memory: bool = False
     ) -> Cloud:
+        """Wire every service; `in_memory` keeps keys in memory and blobs in a throwaway directory."""
         passwords = Passwords(
             config.password_time_cost, config.password_memory_kib, config.password_parallelism
         )
@@ -46,16 +58,36 @@ class Cloud:
         )
         token_keys = KeyRing(None if in_memory else config.keys_dir / "fernet")
         auth = Auth(identity, credentials, token_keys, config.token_expiration)
+        limits = Limits(identity, catalog)
+        blobs = Blobs(
+            Path(tempfile.mkdtemp(prefix="nube-blobs-")) if in_memory else config.blobs_dir
+        )
+        jobs = Jobs()
+        images = Images(
+            db,
+            limit=lambda project_id, resource: limits.limit(project_id, "image", resource),
+            project_exists=identity.project_exists,
+        )
         return cls(
             config=config,
             db=db,
-            jobs=Jobs(),
+            jobs=jobs,
             catalog=catalog,
             identity=identity,
             assignments=Assignments(identity),
             credentials=credentials,
             auth=auth,
+            limits=limits,
+            blobs=blobs,
+            images=images,
+            image_data=ImageData(images, blobs, jobs),
         )
+
+    def start(self) -> None:
+        """Start-up work that needs every service: default limits of the APIs served."""
+        served = {s.type for s in self.catalog.services}
+        if "image" in served:
+            self.limits.ensure_defaults("image", IMAGE_LIMITS)
 
     def api_base(self, conn: HTTPConnection) -> str:
         """The URL clients should use for the main port: configured, else what this client used."""

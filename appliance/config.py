@@ -38,6 +38,10 @@ class Config:
         return self.data_dir / "keys"
 
     @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
 

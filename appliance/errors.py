@@ -33,6 +33,10 @@ class TooLarge(NubeError):
     """The request body is larger than the API accepts (413)."""
 
 
+class UnsupportedMedia(NubeError):
+    """The request body's Content-Type is not one this operation accepts (415)."""
+
+
 class OverQuota(NubeError):
     """Creating this would exceed a project's quota."""
 

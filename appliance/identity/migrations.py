@@ -79,3 +79,29 @@ _INITIAL = [
 def m001_initial(db: Database) -> None:
     for statement in _INITIAL:
         db.execute(statement)
+
+
+@migrations()
+def m002_unified_limits(db: Database) -> None:
+    """Keystone unified limits: defaults per service resource, and overrides per project."""
+    db.execute(
+        """CREATE TABLE registered_limits (
+            id TEXT PRIMARY KEY,
+            service_id TEXT NOT NULL,
+            region_id TEXT,
+            resource_name TEXT NOT NULL,
+            default_limit INTEGER NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            UNIQUE (service_id, region_id, resource_name))"""
+    )
+    db.execute(
+        """CREATE TABLE limits (
+            id TEXT PRIMARY KEY,
+            project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            service_id TEXT NOT NULL,
+            region_id TEXT,
+            resource_name TEXT NOT NULL,
+            resource_limit INTEGER NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            UNIQUE (project_id, service_id, region_id, resource_name))"""
+    )

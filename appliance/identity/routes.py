@@ -254,6 +254,7 @@ async def services_index(request: Request) -> Response:
         wire.service_json(s, base)
         for s in cloud(request).catalog.services
         if request.query_params.get("type") in (None, s.type)
+        and request.query_params.get("name") in (None, s.name)
     ]
     return _listing(request, "services", found)
 

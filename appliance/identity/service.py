@@ -109,6 +109,9 @@ class Identity:
             raise NotFound(f"Could not find project: {project_id}.")
         return Project.from_row(row)
 
+    def project_exists(self, project_id: str) -> bool:
+        return self._one("SELECT 1 FROM projects WHERE id = ?", [project_id]) is not None
+
     def project_by_name(self, name: str, domain_id: str) -> Project:
         row = self._one(
             "SELECT * FROM projects WHERE name = ? AND domain_id = ?", [name, domain_id]

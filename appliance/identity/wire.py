@@ -257,3 +257,29 @@ def token_json(t: Token, catalog: Catalog | None, api_base: str, s3_base: str) -
             "restricted": not t.app_cred.unrestricted,
         }
     return {"token": body}
+
+
+def registered_limit_json(row: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "service_id": row["service_id"],
+        "region_id": row["region_id"],
+        "resource_name": row["resource_name"],
+        "default_limit": row["default_limit"],
+        "description": row["description"],
+        "links": {"self": f"{base}/v3/registered_limits/{row['id']}"},
+    }
+
+
+def limit_json(row: dict[str, Any], base: str) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "project_id": row["project_id"],
+        "domain_id": None,
+        "service_id": row["service_id"],
+        "region_id": row["region_id"],
+        "resource_name": row["resource_name"],
+        "resource_limit": row["resource_limit"],
+        "description": row["description"],
+        "links": {"self": f"{base}/v3/limits/{row['id']}"},
+    }

@@ -32,6 +32,7 @@ STATUS: dict[type[errors.NubeError], int] = {
     errors.NotAcceptable: 406,
     errors.Conflict: 409,
     errors.TooLarge: 413,
+    errors.UnsupportedMedia: 415,
     errors.OverQuota: 413,
 }
 
