@@ -17,7 +17,7 @@
 set -Eeuo pipefail
 
 # Debian packages the host needs; later features (qemu, libvirt, dnsmasq, nftables ...) append here.
-APT_PACKAGES="python3 python3-venv ca-certificates"
+APT_PACKAGES="python3 python3-venv ca-certificates qemu-utils"
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 PREFIX=$(realpath -m -- "${NUBE_PREFIX:-/opt/nube}")
