@@ -24,6 +24,7 @@ from appliance.identity.passwords import Passwords
 from appliance.identity.service import Identity
 from appliance.identity.tokens import KeyRing
 from appliance.images.data import ImageData
+from appliance.images.members import ImageMembers
 from appliance.images.service import DEFAULT_LIMITS as IMAGE_LIMITS
 from appliance.images.service import Images
 from appliance.tasks import Jobs
@@ -43,6 +44,7 @@ class Cloud:
     blobs: Blobs
     images: Images
     image_data: ImageData
+    image_members: ImageMembers
 
     @classmethod
     def build(
@@ -81,6 +83,7 @@ class Cloud:
             blobs=blobs,
             images=images,
             image_data=ImageData(images, blobs, jobs),
+            image_members=ImageMembers(images),
         )
 
     def start(self) -> None:

@@ -232,7 +232,7 @@ async def action(request: Request) -> Response:
 
 
 async def members_index(request: Request) -> Response:
-    found = cloud(request).images.members(caller(request), request.path_params["image_id"])
+    found = cloud(request).image_members.members(caller(request), request.path_params["image_id"])
     return JSONResponse(
         {"members": [wire.member_json(m) for m in found], "schema": "/v2/schemas/members"}
     )
@@ -240,7 +240,7 @@ async def members_index(request: Request) -> Response:
 
 async def members_create(request: Request) -> Response:
     body = await json_body(request, JSON_LIMIT)
-    m = cloud(request).images.add_member(
+    m = cloud(request).image_members.add_member(
         caller(request), request.path_params["image_id"], body.get("member")
     )
     return JSONResponse(wire.member_json(m))
@@ -250,7 +250,7 @@ async def members_show(request: Request) -> Response:
     p = request.path_params
     return JSONResponse(
         wire.member_json(
-            cloud(request).images.member(caller(request), p["image_id"], p["member_id"])
+            cloud(request).image_members.member(caller(request), p["image_id"], p["member_id"])
         )
     )
 
@@ -258,7 +258,7 @@ async def members_show(request: Request) -> Response:
 async def members_update(request: Request) -> Response:
     p = request.path_params
     body = await json_body(request, JSON_LIMIT)
-    m = cloud(request).images.set_member_status(
+    m = cloud(request).image_members.set_member_status(
         caller(request), p["image_id"], p["member_id"], body.get("status")
     )
     return JSONResponse(wire.member_json(m))
@@ -266,7 +266,7 @@ async def members_update(request: Request) -> Response:
 
 async def members_delete(request: Request) -> Response:
     p = request.path_params
-    cloud(request).images.remove_member(caller(request), p["image_id"], p["member_id"])
+    cloud(request).image_members.remove_member(caller(request), p["image_id"], p["member_id"])
     return Response(status_code=204)
 
 
