@@ -15,6 +15,7 @@ from appliance.identity.service import Identity
 from appliance.identity.tokens import KeyRing, TokenPayload, new_audit_id
 
 _DENIED = "The request you have made requires authentication."
+CACHE_SIZE = 10_000
 
 
 class Auth:
@@ -35,6 +36,7 @@ class Auth:
         for row in self.identity._all("SELECT * FROM revocations"):
             self._remember(row["audit_id"], row["user_id"], row["issued_before"])
         identity.on_user_revoked.append(self.revoke_user)
+        self._cache: dict[str, tuple[Token, int]] = {}
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -205,11 +207,23 @@ class Auth:
     # -- validation and revocation -------------------------------------------------------------
 
     def validate(self, token_id: str) -> Token:
-        """The token's current meaning, or Unauthorized if it is garbled, expired, revoked or void."""
+        """The token's current meaning, or Unauthorized if it is garbled, expired, revoked or void.
+
+        Validation is the hot path of every API call, so a resolved token is cached until the
+        database changes at all (any write on this process's one connection bumps
+        `total_changes`: a revocation, a role removed, a user disabled), or it expires."""
+        changes = self.db.conn.total_changes
+        cached = self._cache.get(token_id)
+        if cached is not None and cached[1] == changes and cached[0].expires_at > time.time():
+            return cached[0]
         payload = self.keys.open(token_id)
         if payload is None:
             raise Unauthorized("The token is not valid.")
-        return self._resolve(token_id, payload)
+        token = self._resolve(token_id, payload)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[token_id] = (token, changes)
+        return token
 
     def _resolve(self, token_id: str, p: TokenPayload) -> Token:
         if p.expires_at <= time.time():
