@@ -13,6 +13,7 @@ import pytest
 from appliance.context import Context
 from appliance.db import migrate, open_db
 from appliance.errors import Conflict, Forbidden, Invalid, Unauthorized
+from appliance.identity.assignments import Assignments
 from appliance.identity.auth import Auth, context_of
 from appliance.identity.bootstrap import bootstrap
 from appliance.identity.credentials import Credentials
@@ -52,7 +53,6 @@ class World:
     def tenant(self, name: str, role: str = "member") -> Context:
         project = self.identity.create_project(self.admin, {"name": name})
         user = asyncio.run(self.identity.create_user(self.admin, {"name": name, "password": "pw"}))
-        from appliance.identity.assignments import Assignments
 
         Assignments(self.identity).grant(
             self.admin, user.id, "project", project.id, self.identity.role_by_name(role).id
@@ -258,3 +258,15 @@ def test_admin_cannot_delete_itself(world: World) -> None:
 
 def test_context_is_a_value(world: World) -> None:
     assert replace(world.admin, request_id="r").request_id == "r"
+
+
+def test_a_cached_validation_does_not_outlive_a_role_removal(world: World) -> None:
+    alice = world.tenant("a")
+    assert world.auth.validate(alice.token)  # now cached
+    assert alice.project_id
+    member = world.identity.role_by_name("member")
+    Assignments(world.identity).revoke(
+        world.admin, alice.user_id, "project", alice.project_id, member.id
+    )
+    with pytest.raises(Unauthorized):
+        world.auth.validate(alice.token)
