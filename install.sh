@@ -14,6 +14,7 @@
 #   NUBE_SERVICE_NAME=nube   systemd unit name
 #   NUBE_SERVICE_MANAGER=auto|systemd|daemon   auto: systemd when it is PID 1, else a plain daemon
 #   NUBE_START_TIMEOUT=90    seconds to wait for the API to answer
+#   NUBE_SKIP_GUEST_IMAGE=1  do not build and import the nube-tiny guest image
 set -Eeuo pipefail
 
 # Debian packages the host needs; later features (qemu, libvirt, dnsmasq, nftables ...) append here.
@@ -48,7 +49,7 @@ usage() {
 # ---------------------------------------------------------------------------------------------------
 # Output: one line per step; command output goes to a log that is shown only when something fails.
 
-STEPS=6
+STEPS=8
 STEP=0
 IN_STEP=0
 CHANGED=0
@@ -529,6 +530,40 @@ start_service() {
     done_step "$how" "$([[ $how == already* ]] || echo changed)"
 }
 
+build_guest_image() {
+    step "guest image nube-tiny (images/build-nube-tiny.sh)"
+    if [[ ${NUBE_SKIP_GUEST_IMAGE:-0} == 1 ]]; then
+        done_step "skipped (NUBE_SKIP_GUEST_IMAGE=1)"
+        return
+    fi
+    local before
+    before=$(wc -l <"$LOG")
+    run "$REPO_DIR/images/build-nube-tiny.sh"
+    if tail -n "+$((before + 1))" -- "$LOG" | grep -q "nothing to do"; then
+        done_step "already built"
+    else
+        done_step "built" changed
+    fi
+}
+
+import_guest_image() {
+    step "import nube-tiny as a public image"
+    if [[ ${NUBE_SKIP_GUEST_IMAGE:-0} == 1 ]]; then
+        done_step "skipped (NUBE_SKIP_GUEST_IMAGE=1)"
+        return
+    fi
+    local out
+    printf '\n'
+    # Progress goes to the terminal; credentials come from the data dir's admin-openrc.sh only.
+    out=$(in_clean_env "PATH=$DAEMON_PATH" -- "$VENV/bin/nube" image import-default --data-dir "$DATA_DIR" |
+        tee /dev/stderr) || die "importing nube-tiny failed (see above)"
+    if [[ $out == *"already imported"* ]]; then
+        done_step "    already imported"
+    else
+        done_step "    imported" changed
+    fi
+}
+
 console_host() {
     if [[ $BIND != 0.0.0.0 && -n $BIND ]]; then
         api_host
@@ -656,6 +691,8 @@ main() {
     link_command
     make_data_dir
     start_service
+    build_guest_image
+    import_guest_image
     summary
 }
 

@@ -25,6 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--public-url", help="base URL advertised in the catalog")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
+    image = sub.add_parser("image", help="image helpers")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    default = image_sub.add_parser(
+        "import-default", help="upload the nube-tiny guest as public images (needs a running Nube)"
+    )
+    default.add_argument(
+        "--data-dir", type=Path, help="where admin-openrc.sh is, if OS_* are unset"
+    )
+    default.add_argument("--from", dest="build_dir", type=Path, help="a nube-tiny build directory")
+
     keys = sub.add_parser("rotate-keys", help="add a new token signing key (old tokens stay valid)")
     keys.add_argument("--data-dir", type=Path)
 
@@ -47,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.server import serve as run
 
         return run(config)
+    if args.command == "image" and args.image_command == "import-default":
+        from appliance.images.default import main as import_default
+
+        return import_default(config.data_dir, args.build_dir)
     if args.command == "rotate-keys":
         from appliance.identity.tokens import KeyRing
 

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 # Debian packages the test tiers need; later tiers (qemu, libvirt, dnsmasq, chromium ...) append here.
-APT_PACKAGES="python3 python3-venv ca-certificates git qemu-utils"
+APT_PACKAGES="python3 python3-venv ca-certificates git qemu-utils qemu-system-x86 xorriso openssh-client"
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd -- "$REPO_DIR"

@@ -176,12 +176,13 @@ def purged(installed: Install, uninstalled: object) -> subprocess.CompletedProce
     return installed.run("--uninstall", "--purge")
 
 
-def test_install_exits_zero_after_six_steps(
+def test_install_exits_zero_after_eight_steps(
     install: tuple[Install, subprocess.CompletedProcess[str]],
 ) -> None:
     _, result = install
     assert result.returncode == 0, output(result)
-    assert "[6/6] service" in result.stdout
+    assert "[6/8] service" in result.stdout
+    assert "[8/8] import nube-tiny as a public image" in result.stdout
 
 
 def test_installed_api_answers_300_on_identity(installed: Install) -> None:
@@ -229,6 +230,28 @@ def test_openstack_token_issue_works_with_the_admin_openrc(installed: Install) -
     assert json.loads(result.stdout)["id"]
 
 
+def test_fresh_install_lists_nube_tiny_among_the_images(installed: Install) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUBE_", "OS_"))}
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'source "$1" && exec "$2" image list -f json',
+            "-",
+            str(installed.data_dir / "admin-openrc.sh"),
+            str(BIN / "openstack"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, output(result)
+    images = {i["Name"]: i["Status"] for i in json.loads(result.stdout)}
+    assert images["nube-tiny"] == "active"
+    assert images["nube-tiny-kernel"] == images["nube-tiny-ramdisk"] == "active"
+
+
 def test_second_run_reports_nothing_changed(
     second_run: tuple[subprocess.CompletedProcess[str], int | None, int | None],
 ) -> None:
@@ -236,7 +259,7 @@ def test_second_run_reports_nothing_changed(
     assert result.returncode == 0, output(result)
     assert "Nothing changed" in result.stdout, output(result)
     steps = [line for line in result.stdout.splitlines() if line.startswith("[")]
-    assert len(steps) == 6
+    assert len(steps) == 8
     assert all(" ... already " in line for line in steps), output(result)
 
 
