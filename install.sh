@@ -552,16 +552,15 @@ import_guest_image() {
         done_step "skipped (NUBE_SKIP_GUEST_IMAGE=1)"
         return
     fi
-    local out
-    printf '\n'
-    # Progress goes to the terminal; credentials come from the data dir's admin-openrc.sh only.
-    out=$(in_clean_env "PATH=$DAEMON_PATH" -- "$VENV/bin/nube" image import-default --data-dir "$DATA_DIR" |
-        tee /dev/stderr) || die "importing nube-tiny failed (see above)"
-    if [[ $out == *"already imported"* ]]; then
-        done_step "    already imported"
-    else
-        done_step "    imported" changed
+    # Credentials come from the data dir's admin-openrc.sh only, never the caller's OS_* variables.
+    local nube=("$VENV/bin/nube" image import-default --data-dir "$DATA_DIR")
+    if in_clean_env "PATH=$DAEMON_PATH" -- "${nube[@]}" --check >>"$LOG" 2>&1; then
+        done_step "already imported"
+        return
     fi
+    printf '\n'
+    in_clean_env "PATH=$DAEMON_PATH" -- "${nube[@]}" || die "importing nube-tiny failed (see above)"
+    done_step "    imported" changed
 }
 
 console_host() {

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", type=Path, help="where admin-openrc.sh is, if OS_* are unset"
     )
     default.add_argument("--from", dest="build_dir", type=Path, help="a nube-tiny build directory")
+    default.add_argument(
+        "--check", action="store_true", help="only tell (exit 0) whether this build is imported"
+    )
 
     keys = sub.add_parser("rotate-keys", help="add a new token signing key (old tokens stay valid)")
     keys.add_argument("--data-dir", type=Path)
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "image" and args.image_command == "import-default":
         from appliance.images.default import main as import_default
 
-        return import_default(config.data_dir, args.build_dir)
+        return import_default(config.data_dir, args.build_dir, check_only=args.check)
     if args.command == "rotate-keys":
         from appliance.identity.tokens import KeyRing
 

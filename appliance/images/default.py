@@ -150,8 +150,9 @@ class Client:
             self._open(request).close()
 
 
-def import_default(creds: Credentials, build_dir: Path) -> str:
-    """Upload the build unless an image of this build is already there; returns the disk image id."""
+def import_default(creds: Credentials, build_dir: Path, check_only: bool = False) -> str | None:
+    """Upload the build unless an image of this build is already there; returns the disk image id
+    (with `check_only`, uploads nothing and returns None when the build is not imported)."""
     manifest_path = build_dir / "manifest.json"
     if not manifest_path.exists():
         raise ImportFailed(
@@ -165,6 +166,9 @@ def import_default(creds: Credentials, build_dir: Path) -> str:
         if image.get("nube_build") == build and image["status"] == "active":
             print(f"nube-tiny build {build} is already imported as {image['id']}")
             return str(image["id"])
+    if check_only:
+        print(f"nube-tiny build {build} is not imported yet")
+        return None
     for image in existing:  # an older build: keep it, under a name that says which build it was
         old = image.get("nube_build", "old")
         client.call("PATCH", f"/images/{image['id']}", [{"op": "replace", "path": "/name", "value": f"{NAME}-{old}"}],
@@ -194,7 +198,7 @@ def import_default(creds: Credentials, build_dir: Path) -> str:
     return str(disk["id"])
 
 
-def main(data_dir: Path, build_dir: Path | None) -> int:
+def main(data_dir: Path, build_dir: Path | None, check_only: bool = False) -> int:
     openrc = data_dir / "admin-openrc.sh"
     try:
         if os.environ.get("OS_AUTH_URL") and os.environ.get("OS_PASSWORD"):
@@ -207,8 +211,8 @@ def main(data_dir: Path, build_dir: Path | None) -> int:
             creds = Credentials.from_openrc(openrc)
         else:
             raise ImportFailed(f"no OS_* credentials in the environment and no {openrc}")
-        import_default(creds, (build_dir or DEFAULT_CACHE / NAME).resolve())
+        found = import_default(creds, (build_dir or DEFAULT_CACHE / NAME).resolve(), check_only)
     except ImportFailed as exc:
         print(f"nube: image import-default failed: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if found else 1
