@@ -455,6 +455,7 @@ def test_image_count_limit_answers_413_and_creates_nothing(nube: Nube) -> None:
         for i in requests.get(api(nube, "/images"), headers=t.headers(nube), timeout=5).json()[
             "images"
         ]
+        if i["owner"] == t.project_id
     ]
     assert len(names) == 1 and "second" not in names
 
