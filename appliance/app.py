@@ -26,17 +26,24 @@ from appliance.identity.catalog import Catalog, CatalogService
 from appliance.identity.migrations import migrations as identity_migrations
 from appliance.images import routes as image_routes
 from appliance.images.migrations import migrations as image_migrations
+from appliance.objects import swift_routes
+from appliance.objects.migrations import migrations as object_migrations
+from appliance.objects.s3_routes import s3_app
 from appliance.web.dialects import GLANCE, KEYSTONE
 from appliance.web.middleware import RequestMiddleware
 
 log = logging.getLogger("nube")
 
-MIGRATIONS = (identity_migrations, image_migrations)
+MIGRATIONS = (identity_migrations, image_migrations, object_migrations)
 
 # What this process serves; each service adds its line when it lands (and its Mount below).
 CATALOG_SERVICES = (
     CatalogService("identity", "keystone", "/identity", description="Identity"),
     CatalogService("image", "glance", "/image", description="Image"),
+    CatalogService(
+        "object-store", "swift", "/object-store/v1/AUTH_{project_id}", description="Object Storage"
+    ),
+    CatalogService("s3", "s3", "", port="s3", description="S3"),
 )
 
 
@@ -96,6 +103,7 @@ def create_app(
             Mount("/identity", app=identity_app),
             Route("/image", image_routes.versions, methods=["GET"]),
             Mount("/image", app=image_app),
+            Mount("/object-store", app=swift_routes.app()),
         ],
         middleware=[Middleware(RequestMiddleware, resolver=resolver)],
         lifespan=lifespan,
@@ -118,13 +126,4 @@ class PortDispatch:
             await self.main(scope, receive, send)
 
 
-async def s3_not_yet(scope: Scope, receive: Receive, send: Send) -> None:
-    """The S3 listener, until the object store lands: every request gets S3's NotImplemented error."""
-    if scope["type"] != "http":
-        return
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
-        "<Message>This Nube does not serve object storage yet.</Message>"
-        f"<Resource>{scope['path']}</Resource></Error>"
-    )
-    await Response(body, status_code=501, media_type="application/xml")(scope, receive, send)
+__all__ = ["PortDispatch", "create_app", "s3_app"]

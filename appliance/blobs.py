@@ -11,11 +11,18 @@ import asyncio
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 CHUNK = 1 << 20  # write and hash in 1 MiB steps, off the event loop
+
+
+class Hash(Protocol):
+    """Anything hashlib-like that a caller wants fed with the bytes as they stream (CRCs, SHA-1...)."""
+
+    def update(self, data: bytes, /) -> Any: ...
 
 
 class BlobTooLarge(Exception):
@@ -31,18 +38,27 @@ class Written:
     md5: str
     sha256: str
     sha512: str
+    # Hex digests of the algorithms asked for; md5/sha256/sha512 above are "" when not asked for.
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+ALL_DIGESTS = ("md5", "sha256", "sha512")
 
 
 class _Hasher:
-    def __init__(self) -> None:
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.sha256 = hashlib.sha256()
-        self.sha512 = hashlib.sha512()
+    def __init__(self, algorithms: Sequence[str], extra: Sequence[Hash]) -> None:
+        self.named = {
+            name: hashlib.new(name, usedforsecurity=name not in ("md5", "sha1"))
+            for name in algorithms
+        }
+        self.all: list[Hash] = [*self.named.values(), *extra]
 
     def update(self, data: bytes) -> None:
-        self.md5.update(data)
-        self.sha256.update(data)
-        self.sha512.update(data)
+        for h in self.all:
+            h.update(data)
+
+    def hexdigests(self) -> dict[str, str]:
+        return {name: h.hexdigest() for name, h in self.named.items()}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -70,10 +86,19 @@ class Blobs:
     def size(self, key: str) -> int:
         return self.path(key).stat().st_size
 
-    async def write(self, chunks: AsyncIterable[bytes], limit: int | None = None) -> Written:
-        """Stream `chunks` to a new temp file; BlobTooLarge past `limit` bytes (the file is removed)."""
+    async def write(
+        self,
+        chunks: AsyncIterable[bytes],
+        limit: int | None = None,
+        algorithms: Sequence[str] = ALL_DIGESTS,
+        extra: Sequence[Hash] = (),
+    ) -> Written:
+        """Stream `chunks` to a new temp file; BlobTooLarge past `limit` bytes (the file is removed).
+
+        The bytes are hashed with each hashlib `algorithms` (hex digests in the result) and fed to
+        every `extra` hash object the caller keeps."""
         path = self.tmp / f"{uuid.uuid4().hex}.part"
-        hasher = _Hasher()
+        hasher = _Hasher(algorithms, extra)
         size = 0
         handle = await asyncio.to_thread(open, path, "wb")
         try:
@@ -93,8 +118,14 @@ class Blobs:
             handle.close()
             path.unlink(missing_ok=True)
             raise
+        digests = hasher.hexdigests()
         return Written(
-            path, size, hasher.md5.hexdigest(), hasher.sha256.hexdigest(), hasher.sha512.hexdigest()
+            path,
+            size,
+            digests.get("md5", ""),
+            digests.get("sha256", ""),
+            digests.get("sha512", ""),
+            digests,
         )
 
     @staticmethod
@@ -139,6 +170,14 @@ class Blobs:
                 yield data
         finally:
             handle.close()
+
+    def keys(self, suffix: str) -> Iterator[str]:
+        """Every committed blob key ending in `suffix` (for a caller's orphan sweep)."""
+        for sub in self.root.iterdir():
+            if sub.is_dir() and sub.name != "tmp":
+                for entry in os.scandir(sub):
+                    if entry.name.endswith(suffix):
+                        yield entry.name
 
     def sweep_tmp(self) -> int:
         """Remove temp files a crash left behind; returns how many."""

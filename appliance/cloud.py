@@ -27,6 +27,9 @@ from appliance.images.data import ImageData
 from appliance.images.members import ImageMembers
 from appliance.images.service import DEFAULT_LIMITS as IMAGE_LIMITS
 from appliance.images.service import Images
+from appliance.objects.multipart import Multipart
+from appliance.objects.service import DEFAULT_LIMITS as OBJECT_LIMITS
+from appliance.objects.service import ObjectStore
 from appliance.tasks import Jobs
 
 
@@ -45,6 +48,8 @@ class Cloud:
     images: Images
     image_data: ImageData
     image_members: ImageMembers
+    objects: ObjectStore
+    multipart: Multipart
 
     @classmethod
     def build(
@@ -70,6 +75,10 @@ class Cloud:
             limit=lambda project_id, resource: limits.limit(project_id, "image", resource),
             project_exists=identity.project_exists,
         )
+        objects = ObjectStore(
+            db, blobs, lambda project_id, name: limits.limit(project_id, "object-store", name)
+        )
+        jobs.add_reconciler("objects", objects.reconcile)
         return cls(
             config=config,
             db=db,
@@ -84,6 +93,8 @@ class Cloud:
             images=images,
             image_data=ImageData(images, blobs, jobs),
             image_members=ImageMembers(images),
+            objects=objects,
+            multipart=Multipart(objects),
         )
 
     def start(self) -> None:
@@ -91,6 +102,8 @@ class Cloud:
         served = {s.type for s in self.catalog.services}
         if "image" in served:
             self.limits.ensure_defaults("image", IMAGE_LIMITS)
+        if "object-store" in served:
+            self.limits.ensure_defaults("object-store", OBJECT_LIMITS)
 
     def api_base(self, conn: HTTPConnection) -> str:
         """The URL clients should use for the main port: configured, else what this client used."""

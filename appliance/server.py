@@ -13,7 +13,7 @@ from typing import IO
 
 import uvicorn
 
-from appliance.app import PortDispatch, create_app, s3_not_yet
+from appliance.app import PortDispatch, create_app, s3_app
 from appliance.config import Config
 
 log = logging.getLogger("nube")
@@ -80,7 +80,7 @@ def serve(config: Config) -> int:
     except OSError as exc:
         print(f"nube: {exc}", file=sys.stderr)
         return 1
-    app = PortDispatch(create_app(config), s3_not_yet, s3_sock.getsockname()[1])
+    app = PortDispatch(create_app(config), s3_app(), s3_sock.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -1,0 +1,561 @@
+"""One async handler per S3 operation: read the request, call the store, answer with wire.*."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from starlette.responses import Response
+
+from appliance.objects import wire
+from appliance.objects.errors import S3Error
+from appliance.objects.multipart import Multipart
+from appliance.objects.s3_routes import (
+    Handler,
+    S3Request,
+    attributes,
+    body_and_checks,
+    conditions,
+    copy_source,
+    max_keys,
+    object_headers,
+    parse_range,
+    small_body,
+    streaming,
+    xml,
+)
+from appliance.objects.service import ObjectStore, check_conditions, validate_policy
+
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(name: str):  # type: ignore[no-untyped-def]
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+def _store(r: S3Request) -> ObjectStore:
+    return r.cloud.objects
+
+
+def _mp(r: S3Request) -> Multipart:
+    return r.cloud.multipart
+
+
+def _owner(r: S3Request, action: str) -> None:
+    bucket = _store(r).authorize(r.caller, r.op.bucket, action)
+    if not _store(r).owns(r.caller, bucket):
+        raise S3Error("AccessDenied", "Access Denied")
+
+
+def _signed_in(r: S3Request) -> None:
+    if r.caller is None:
+        raise S3Error("AccessDenied", "Access Denied")
+
+
+# -- service and buckets -------------------------------------------------------------------------
+
+
+@handles("ListBuckets")
+async def list_buckets(r: S3Request) -> Response:
+    _signed_in(r)
+    assert r.caller is not None
+    buckets = _store(r).list_buckets(r.caller)
+    return xml(wire.list_buckets_xml(r.caller.project_id or "", buckets))
+
+
+@handles("CreateBucket")
+async def create_bucket(r: S3Request) -> Response:
+    _signed_in(r)
+    assert r.caller is not None
+    await small_body(r)  # an optional CreateBucketConfiguration: any region is ours
+    _store(r).create_bucket(r.caller, r.op.bucket, r.headers.get("x-amz-acl", "private"))
+    return Response(b"", 200, headers={"Location": f"/{r.op.bucket}"})
+
+
+@handles("HeadBucket")
+async def head_bucket(r: S3Request) -> Response:
+    _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucket")
+    return Response(b"", 200, headers={"x-amz-bucket-region": r.cloud.config.region})
+
+
+@handles("DeleteBucket")
+async def delete_bucket(r: S3Request) -> Response:
+    _signed_in(r)
+    assert r.caller is not None
+    _owner(r, "s3:DeleteBucket")
+    _store(r).delete_bucket(r.caller, r.op.bucket)
+    return Response(b"", 204)
+
+
+@handles("GetBucketLocation")
+async def get_location(r: S3Request) -> Response:
+    _store(r).authorize(r.caller, r.op.bucket, "s3:GetBucketLocation")
+    return xml(wire.location_xml(r.cloud.config.region))
+
+
+@handles("GetBucketVersioning")
+async def get_versioning(r: S3Request) -> Response:
+    _owner(r, "s3:GetBucketVersioning")
+    return xml(wire.versioning_xml(_store(r).bucket(r.op.bucket).versioning))
+
+
+@handles("PutBucketVersioning")
+async def put_versioning(r: S3Request) -> Response:
+    status = wire.parse_versioning(await small_body(r))
+    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketVersioning", versioning=status)
+    return Response(b"", 200)
+
+
+@handles("GetBucketCors")
+async def get_cors(r: S3Request) -> Response:
+    _owner(r, "s3:GetBucketCORS")
+    bucket = _store(r).bucket(r.op.bucket)
+    if not bucket.cors:
+        raise S3Error(
+            "NoSuchCORSConfiguration",
+            "The CORS configuration does not exist",
+            BucketName=bucket.name,
+        )
+    return xml(wire.cors_xml(json.loads(bucket.cors)))
+
+
+@handles("PutBucketCors")
+async def put_cors(r: S3Request) -> Response:
+    rules = wire.parse_cors(await small_body(r))
+    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketCORS", cors=json.dumps(rules))
+    return Response(b"", 200)
+
+
+@handles("DeleteBucketCors")
+async def delete_cors(r: S3Request) -> Response:
+    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketCORS", cors=None)
+    return Response(b"", 204)
+
+
+@handles("GetBucketTagging")
+async def get_bucket_tagging(r: S3Request) -> Response:
+    _owner(r, "s3:GetBucketTagging")
+    bucket = _store(r).bucket(r.op.bucket)
+    if not bucket.tagging:
+        raise S3Error("NoSuchTagSet", "The TagSet does not exist", BucketName=bucket.name)
+    return xml(wire.tagging_xml(json.loads(bucket.tagging)))
+
+
+@handles("PutBucketTagging")
+async def put_bucket_tagging(r: S3Request) -> Response:
+    tags = wire.parse_tagging(await small_body(r))
+    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketTagging", tagging=json.dumps(tags))
+    return Response(b"", 204)
+
+
+@handles("DeleteBucketTagging")
+async def delete_bucket_tagging(r: S3Request) -> Response:
+    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketTagging", tagging=None)
+    return Response(b"", 204)
+
+
+@handles("GetBucketAcl")
+async def get_bucket_acl(r: S3Request) -> Response:
+    _owner(r, "s3:GetBucketAcl")
+    bucket = _store(r).bucket(r.op.bucket)
+    return xml(wire.acl_xml(bucket.project_id, bucket.acl))
+
+
+@handles("PutBucketAcl")
+async def put_bucket_acl(r: S3Request) -> Response:
+    await small_body(r)
+    acl = r.headers.get("x-amz-acl")
+    if not acl:
+        raise S3Error("NotImplemented", "Only canned ACLs (x-amz-acl) are supported.")
+    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketAcl", acl=acl)
+    return Response(b"", 200)
+
+
+@handles("GetBucketPolicy")
+async def get_policy(r: S3Request) -> Response:
+    _owner(r, "s3:GetBucketPolicy")
+    bucket = _store(r).bucket(r.op.bucket)
+    if not bucket.policy:
+        raise S3Error(
+            "NoSuchBucketPolicy", "The bucket policy does not exist", BucketName=bucket.name
+        )
+    return Response(bucket.policy, 200, media_type="application/json")
+
+
+@handles("PutBucketPolicy")
+async def put_policy(r: S3Request) -> Response:
+    text = (await small_body(r)).decode("utf-8", "replace")
+    validate_policy(text)
+    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketPolicy", policy=text)
+    return Response(b"", 204)
+
+
+@handles("DeleteBucketPolicy")
+async def delete_policy(r: S3Request) -> Response:
+    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketPolicy", policy=None)
+    return Response(b"", 204)
+
+
+# -- listings ------------------------------------------------------------------------------------
+
+
+@handles("ListObjectsV2")
+async def list_v2(r: S3Request) -> Response:
+    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucket")
+    q = r.query
+    token = q.get("continuation-token")
+    after = q.get("start-after", "")
+    if token:
+        try:
+            after = bytes.fromhex(token).decode()
+        except ValueError:
+            raise S3Error(
+                "InvalidArgument", "The continuation token provided is incorrect"
+            ) from None
+    limit = max_keys(q)
+    objects, prefixes, truncated, last = _store(r).list_objects(
+        bucket.name, q.get("prefix", ""), q.get("delimiter", ""), after, limit
+    )
+    next_token = last.encode().hex() if truncated else ""
+    return xml(
+        wire.list_objects_xml(bucket, objects, prefixes, truncated, q, True, last, next_token)
+    )
+
+
+@handles("ListObjects")
+async def list_v1(r: S3Request) -> Response:
+    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucket")
+    q = r.query
+    objects, prefixes, truncated, last = _store(r).list_objects(
+        bucket.name, q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", ""), max_keys(q)
+    )
+    return xml(wire.list_objects_xml(bucket, objects, prefixes, truncated, q, False, last, ""))
+
+
+@handles("ListObjectVersions")
+async def list_versions(r: S3Request) -> Response:
+    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucketVersions")
+    q = r.query
+    versions, truncated = _store(r).list_versions(
+        bucket.name,
+        q.get("prefix", ""),
+        q.get("key-marker", ""),
+        q.get("version-id-marker", ""),
+        max_keys(q),
+    )
+    return xml(wire.list_versions_xml(bucket, versions, truncated, q))
+
+
+# -- objects -------------------------------------------------------------------------------------
+
+
+@handles("PutObject")
+async def put_object(r: S3Request) -> Response:
+    body, checks = body_and_checks(r)
+    v = await _store(r).put(
+        r.caller, r.op.bucket, r.op.key, body, attributes(r.headers), checks, conditions(r.headers)
+    )
+    headers = {"ETag": f'"{v.etag}"'}
+    if v.version_id != "null":
+        headers["x-amz-version-id"] = v.version_id
+    if v.checksum:
+        headers[f"x-amz-checksum-{v.checksum_algorithm}"] = v.checksum
+        headers["x-amz-checksum-type"] = v.checksum_type
+    return Response(b"", 200, headers=headers)
+
+
+async def _get(r: S3Request, head: bool) -> Response:
+    store = _store(r)
+    try:
+        store.authorize(r.caller, r.op.bucket, "s3:GetObject", r.op.key)
+        v = store.version(r.op.bucket, r.op.key, r.query.get("versionId"))
+    except S3Error as exc:
+        # An object made public-read by its own ACL is readable by anyone.
+        if exc.code != "AccessDenied":
+            raise
+        v = store.version(r.op.bucket, r.op.key, r.query.get("versionId"))
+        if v.acl not in ("public-read", "public-read-write"):
+            raise
+    check_conditions(v, conditions(r.headers), reading=True)
+    start, end, status = 0, v.size, 200
+    part = r.query.get("partNumber")
+    if part is not None:
+        n = int(part) if part.isdigit() else 0
+        sizes = v.parts or [v.size]
+        if not 1 <= n <= len(sizes):
+            raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable")
+        start = sum(sizes[: n - 1])
+        end = start + sizes[n - 1]
+        status = 206 if v.parts else 200
+    elif "range" in r.headers:
+        found = parse_range(r.headers["range"], v.size)
+        if found is not None:
+            start, end = found
+            status = 206
+    headers = object_headers(v, r.headers, ranged=status == 206)
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{v.size}"
+    for name in (
+        "content-type",
+        "content-language",
+        "expires",
+        "cache-control",
+        "content-disposition",
+        "content-encoding",
+    ):
+        override = r.query.get(f"response-{name}")
+        if override is not None:
+            headers[name.title()] = override
+    headers["Content-Length"] = str(end - start)
+    if head:
+        return Response(b"", status, headers=headers)
+    return streaming(store.read(v, start, end), status, headers)
+
+
+@handles("GetObject")
+async def get_object(r: S3Request) -> Response:
+    return await _get(r, head=False)
+
+
+@handles("HeadObject")
+async def head_object(r: S3Request) -> Response:
+    return await _get(r, head=True)
+
+
+@handles("DeleteObject")
+async def delete_object(r: S3Request) -> Response:
+    version_id, marker = _store(r).delete(r.caller, r.op.bucket, r.op.key, r.query.get("versionId"))
+    headers = {}
+    if version_id and version_id != "":
+        headers["x-amz-version-id"] = version_id
+    if marker:
+        headers["x-amz-delete-marker"] = "true"
+    return Response(b"", 204, headers=headers)
+
+
+@handles("DeleteObjects")
+async def delete_objects(r: S3Request) -> Response:
+    objects, quiet = wire.parse_delete(await small_body(r))
+    _store(r).authorize(r.caller, r.op.bucket, "s3:DeleteObject")
+    deleted, errors = [], []
+    for key, version_id in objects:
+        try:
+            vid, marker = _store(r).delete(r.caller, r.op.bucket, key, version_id)
+            deleted.append((key, version_id or "", marker, vid if marker else ""))
+        except S3Error as exc:
+            errors.append((key, exc.code, exc.message))
+    return xml(wire.delete_result_xml(deleted, errors, quiet))
+
+
+@handles("CopyObject")
+async def copy_object(r: S3Request) -> Response:
+    await small_body(r)
+    src_bucket, src_key, src_version = copy_source(r.headers["x-amz-copy-source"])
+    directive = r.headers.get("x-amz-metadata-directive", "COPY").upper()
+    attrs = attributes(r.headers) if directive == "REPLACE" else None
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.")
+    v = await _store(r).copy(
+        r.caller,
+        src_bucket,
+        src_key,
+        src_version,
+        r.op.bucket,
+        r.op.key,
+        attrs,
+        conditions(r.headers, "x-amz-copy-source-"),
+        conditions(r.headers),
+    )
+    if attrs is None and r.headers.get("x-amz-tagging-directive", "COPY").upper() == "REPLACE":
+        v = _store(r).set_object(
+            r.caller,
+            r.op.bucket,
+            r.op.key,
+            None,
+            "s3:PutObject",
+            tagging=wire.parse_tagging_header(r.headers.get("x-amz-tagging", "")),
+        )
+    headers = {"x-amz-version-id": v.version_id} if v.version_id != "null" else {}
+    return xml(wire.copy_result_xml(v), headers=headers)
+
+
+@handles("GetObjectTagging")
+async def get_object_tagging(r: S3Request) -> Response:
+    _store(r).authorize(r.caller, r.op.bucket, "s3:GetObjectTagging", r.op.key)
+    v = _store(r).version(r.op.bucket, r.op.key, r.query.get("versionId"))
+    return xml(wire.tagging_xml(v.tagging))
+
+
+@handles("PutObjectTagging")
+async def put_object_tagging(r: S3Request) -> Response:
+    tags = wire.parse_tagging(await small_body(r))
+    _store(r).set_object(
+        r.caller,
+        r.op.bucket,
+        r.op.key,
+        r.query.get("versionId"),
+        "s3:PutObjectTagging",
+        tagging=tags,
+    )
+    return Response(b"", 200)
+
+
+@handles("DeleteObjectTagging")
+async def delete_object_tagging(r: S3Request) -> Response:
+    _store(r).set_object(
+        r.caller, r.op.bucket, r.op.key, r.query.get("versionId"), "s3:PutObjectTagging", tagging={}
+    )
+    return Response(b"", 204)
+
+
+@handles("GetObjectAcl")
+async def get_object_acl(r: S3Request) -> Response:
+    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:GetObjectAcl", r.op.key)
+    v = _store(r).version(r.op.bucket, r.op.key, r.query.get("versionId"))
+    return xml(wire.acl_xml(bucket.project_id, v.acl or "private"))
+
+
+@handles("PutObjectAcl")
+async def put_object_acl(r: S3Request) -> Response:
+    await small_body(r)
+    acl = r.headers.get("x-amz-acl")
+    if not acl:
+        raise S3Error("NotImplemented", "Only canned ACLs (x-amz-acl) are supported.")
+    _store(r).set_object(
+        r.caller, r.op.bucket, r.op.key, r.query.get("versionId"), "s3:PutObjectAcl", acl=acl
+    )
+    return Response(b"", 200)
+
+
+@handles("DeleteObjectAcl")
+async def delete_object_acl(r: S3Request) -> Response:
+    raise S3Error("NotImplemented", "DeleteObjectAcl is not an S3 operation.")
+
+
+@handles("Preflight")
+async def preflight(r: S3Request) -> Response:
+    origin = r.headers.get("origin", "")
+    method = r.headers.get("access-control-request-method", "")
+    row = _store(r)._one("SELECT cors FROM buckets WHERE name = ?", [r.op.bucket])
+    from appliance.objects.s3_routes import _origin_ok
+
+    for rule in json.loads(row["cors"]) if row and row["cors"] else []:
+        if _origin_ok(rule, origin) and method in rule.get("AllowedMethod", []):
+            headers = {
+                "Access-Control-Allow-Origin": "*" if "*" in rule["AllowedOrigin"] else origin,
+                "Access-Control-Allow-Methods": ", ".join(rule["AllowedMethod"]),
+            }
+            wanted = r.headers.get("access-control-request-headers")
+            if wanted:
+                headers["Access-Control-Allow-Headers"] = wanted
+            if "MaxAgeSeconds" in rule:
+                headers["Access-Control-Max-Age"] = str(rule["MaxAgeSeconds"])
+            return Response(b"", 200, headers=headers)
+    raise S3Error("AccessDenied", "CORSResponse: This CORS request is not allowed.")
+
+
+# -- multipart -----------------------------------------------------------------------------------
+
+
+@handles("CreateMultipartUpload")
+async def create_upload(r: S3Request) -> Response:
+    await small_body(r)
+    algorithm = r.headers.get("x-amz-checksum-algorithm", "").lower()
+    up = _mp(r).create(
+        r.caller, r.op.bucket, r.op.key, attributes(r.headers), algorithm,
+        r.headers.get("x-amz-checksum-type", "").upper(),
+    )  # fmt: skip
+    headers = {}
+    if up.checksum_algorithm:
+        headers["x-amz-checksum-algorithm"] = up.checksum_algorithm.upper()
+        headers["x-amz-checksum-type"] = up.checksum_type
+    return xml(wire.initiate_xml(up), headers=headers)
+
+
+def _part_number(r: S3Request) -> int:
+    value = r.query.get("partNumber", "")
+    if not value.isdigit():
+        raise S3Error(
+            "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive"
+        )
+    return int(value)
+
+
+@handles("UploadPart")
+async def upload_part(r: S3Request) -> Response:
+    body, checks = body_and_checks(r)
+    part = await _mp(r).upload_part(
+        r.caller, r.op.bucket, r.op.key, r.query["uploadId"], _part_number(r), body, checks
+    )
+    headers = {"ETag": f'"{part.etag}"'}
+    if part.checksum:
+        headers[f"x-amz-checksum-{checks.checksum_algorithm}"] = part.checksum
+    return Response(b"", 200, headers=headers)
+
+
+@handles("UploadPartCopy")
+async def upload_part_copy(r: S3Request) -> Response:
+    await small_body(r)
+    src_bucket, src_key, src_version = copy_source(r.headers["x-amz-copy-source"])
+    byte_range = None
+    if "x-amz-copy-source-range" in r.headers:
+        value = r.headers["x-amz-copy-source-range"]
+        try:
+            first, last = value.removeprefix("bytes=").split("-")
+            byte_range = (int(first), int(last) + 1)
+        except ValueError:
+            raise S3Error(
+                "InvalidArgument",
+                "The x-amz-copy-source-range value must be of the form bytes=first-last.",
+            ) from None
+    up = _mp(r).upload(r.op.bucket, r.op.key, r.query["uploadId"])
+    part = await _mp(r).copy_part(
+        r.caller, r.op.bucket, r.op.key, r.query["uploadId"], _part_number(r),
+        src_bucket, src_key, src_version, byte_range, conditions(r.headers, "x-amz-copy-source-"),
+    )  # fmt: skip
+    return xml(wire.copy_part_xml(part, up.checksum_algorithm))
+
+
+@handles("ListParts")
+async def list_parts(r: S3Request) -> Response:
+    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListMultipartUploadParts")
+    up = _mp(r).upload(r.op.bucket, r.op.key, r.query["uploadId"])
+    marker = int(r.query.get("part-number-marker", "0") or 0)
+    limit = max_keys(r.query, "max-parts")
+    parts = [p for p in _mp(r).parts(up.upload_id) if p.part_number > marker]
+    return xml(
+        wire.list_parts_xml(up, bucket.project_id, parts[:limit], len(parts) > limit, r.query)
+    )
+
+
+@handles("ListMultipartUploads")
+async def list_uploads(r: S3Request) -> Response:
+    q = r.query
+    uploads, truncated = _mp(r).list_uploads(
+        r.caller, r.op.bucket, q.get("prefix", ""), q.get("key-marker", ""),
+        q.get("upload-id-marker", ""), max_keys(q, "max-uploads"),
+    )  # fmt: skip
+    return xml(wire.list_uploads_xml(_store(r).bucket(r.op.bucket), uploads, truncated, q))
+
+
+@handles("CompleteMultipartUpload")
+async def complete_upload(r: S3Request) -> Response:
+    wanted = wire.parse_complete(await small_body(r))
+    v = await _mp(r).complete(
+        r.caller, r.op.bucket, r.op.key, r.query["uploadId"], wanted, conditions(r.headers)
+    )
+    location = (
+        f"{r.request.url.scheme}://{r.headers.get('host', '')}/{r.op.bucket}/{quote(r.op.key)}"
+    )
+    headers = {"x-amz-version-id": v.version_id} if v.version_id != "null" else {}
+    return xml(wire.complete_xml(location, v), headers=headers)
+
+
+@handles("AbortMultipartUpload")
+async def abort_upload(r: S3Request) -> Response:
+    _mp(r).abort(r.caller, r.op.bucket, r.op.key, r.query["uploadId"])
+    return Response(b"", 204)

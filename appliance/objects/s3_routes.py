@@ -1,0 +1,390 @@
+"""The S3 port: name the operation, authenticate (before touching the body, so a refused
+`Expect: 100-continue` upload never gets its 100), then call the handler for that operation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from appliance.cloud import Cloud
+from appliance.context import Context
+from appliance.objects import sigv4, wire
+from appliance.objects.checksums import ALGORITHMS
+from appliance.objects.errors import S3Error
+from appliance.objects.operations import Operation, classify, split_path
+from appliance.objects.service import (
+    Attributes,
+    Caller,
+    Checks,
+    Conditions,
+    Version,
+    validate_policy,
+)
+from appliance.web.middleware import REQUEST_ID, RequestMiddleware
+
+XML = "application/xml"
+SMALL_BODY = 1 << 20  # XML request bodies (DeleteObjects, Complete...) are small
+CONTENT_HEADERS = (
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+)
+
+
+@dataclass(slots=True)
+class S3Request:
+    request: Request
+    cloud: Cloud
+    op: Operation
+    caller: Caller
+    signed: sigv4.Signed | None
+    secret: str
+    query: dict[str, str]
+
+    @property
+    def headers(self) -> Any:
+        return self.request.headers
+
+
+# -- authentication ------------------------------------------------------------------------------
+
+
+def authenticate(
+    cloud: Cloud, request: Request, request_id: str
+) -> tuple[Caller, sigv4.Signed | None, str]:
+    raw_path = (
+        request.scope.get("raw_path", request.url.path.encode()).decode("latin-1").split("?")[0]
+    )
+    signed = sigv4.parse(
+        request.method,
+        raw_path,
+        request.scope.get("query_string", b"").decode("latin-1"),
+        request.headers,
+    )
+    if signed is None:
+        return None, None, ""
+    cred = cloud.credentials.ec2_by_access(signed.access)
+    if cred is None:
+        raise S3Error(
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+        )
+    if not signed.verify(cred.secret):
+        raise S3Error(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.",
+        )
+    identity = cloud.identity
+    user, project = identity.user(cred.user_id), identity.project(cred.project_id)
+    roles = identity.roles_on(user.id, "project", project.id)
+    if not (user.enabled and project.enabled and roles):
+        raise S3Error(
+            "AccessDenied", "The credential's user or project is disabled, or holds no role."
+        )
+    ctx = Context(
+        user_id=user.id,
+        user_name=user.name,
+        user_domain_id=user.domain_id,
+        roles=frozenset(r.name for r in roles),
+        project_id=project.id,
+        project_name=project.name,
+        project_domain_id=project.domain_id,
+        request_id=request_id,
+    )
+    return ctx, signed, cred.secret
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+
+def body_and_checks(r: S3Request) -> tuple[AsyncIterator[bytes], Checks]:
+    """The decoded body stream, and what it must match (hashes, checksums, length)."""
+    h = r.headers
+    payload = h.get("x-amz-content-sha256", "")
+    checks = Checks(md5_b64=h.get("content-md5"))
+    algorithm = ""
+    for name in ALGORITHMS:
+        if f"x-amz-checksum-{name}" in h:
+            algorithm = name
+            checks.checksum_b64 = h[f"x-amz-checksum-{name}"]
+    trailer_names = [t.strip().lower() for t in h.get("x-amz-trailer", "").split(",") if t.strip()]
+    for t in trailer_names:
+        if t.startswith("x-amz-checksum-") and t[15:] in ALGORITHMS:
+            algorithm = t[15:]
+    if not algorithm and h.get("x-amz-sdk-checksum-algorithm", "").lower() in ALGORITHMS:
+        algorithm = h["x-amz-sdk-checksum-algorithm"].lower()
+    checks.checksum_algorithm = algorithm
+    stream = r.request.stream()
+    if payload.startswith("STREAMING-"):
+        if payload not in (
+            sigv4.STREAMING_SIGNED,
+            sigv4.STREAMING_SIGNED_TRAILER,
+            sigv4.STREAMING_UNSIGNED_TRAILER,
+        ):
+            raise S3Error("NotImplemented", f"x-amz-content-sha256 {payload} is not supported.")
+        trailer = sigv4.Trailer({})
+        signed = r.signed if payload != sigv4.STREAMING_UNSIGNED_TRAILER else None
+        if signed is not None and signed.version != 4:
+            raise S3Error("InvalidRequest", "Signed aws-chunked bodies need SigV4.")
+        decoded = h.get("x-amz-decoded-content-length")
+        checks.length = int(decoded) if decoded and decoded.isdigit() else None
+        checks.late = lambda: trailer.headers
+        return sigv4.aws_chunked(stream, trailer, signed, r.secret), checks
+    if payload and payload != sigv4.UNSIGNED:
+        if len(payload) != 64:
+            raise S3Error(
+                "InvalidArgument",
+                "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-... or a SHA256 value.",
+            )
+        checks.sha256_hex = payload.lower()
+    length = h.get("content-length")
+    checks.length = int(length) if length and length.isdigit() else None
+    return stream, checks
+
+
+async def small_body(r: S3Request) -> bytes:
+    stream, checks = body_and_checks(r)
+    data = bytearray()
+    async for chunk in stream:
+        data += chunk
+        if len(data) > SMALL_BODY:
+            raise S3Error("InvalidRequest", "The request body is too large.")
+    import hashlib
+
+    from appliance.objects import checksums
+
+    if checks.md5_b64 is not None:
+        got = checksums.b64(hashlib.md5(data, usedforsecurity=False).digest())
+        if checksums.unb64(checks.md5_b64) is None:
+            raise S3Error("InvalidDigest", "The Content-MD5 you specified was invalid.")
+        if got != checks.md5_b64:
+            raise S3Error(
+                "BadDigest", "The Content-MD5 you specified did not match what was received."
+            )
+    if checks.sha256_hex and hashlib.sha256(data).hexdigest() != checks.sha256_hex:
+        raise S3Error(
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    if checks.checksum_algorithm:
+        claimed = checks.checksum_b64
+        if checks.late:
+            claimed = checks.late().get(f"x-amz-checksum-{checks.checksum_algorithm}", claimed)
+        if claimed is not None and claimed != checksums.of_bytes(
+            checks.checksum_algorithm, bytes(data)
+        ):
+            raise S3Error(
+                "BadDigest", "The checksum you specified did not match what was received."
+            )
+    return bytes(data)
+
+
+def attributes(h: Any) -> Attributes:
+    encoding = ",".join(
+        e
+        for e in (x.strip() for x in h.get("content-encoding", "").split(","))
+        if e and e != "aws-chunked"
+    )
+    headers = {k: h[k] for k in CONTENT_HEADERS if h.get(k)}
+    if encoding:
+        headers["content-encoding"] = encoding
+    else:
+        headers.pop("content-encoding", None)
+    meta = {k[11:]: v for k, v in h.items() if k.startswith("x-amz-meta-")}
+    tagging = wire.parse_tagging_header(h["x-amz-tagging"]) if "x-amz-tagging" in h else {}
+    return Attributes(
+        content_type=h.get("content-type") or "binary/octet-stream",
+        headers=headers,
+        meta=meta,
+        tagging=tagging,
+        acl=h.get("x-amz-acl", ""),
+    )
+
+
+def _date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def conditions(h: Any, prefix: str = "") -> Conditions:
+    return Conditions(
+        if_match=h.get(prefix + "if-match"),
+        if_none_match=h.get(prefix + "if-none-match"),
+        if_modified_since=_date(h.get(prefix + "if-modified-since")),
+        if_unmodified_since=_date(h.get(prefix + "if-unmodified-since")),
+    )
+
+
+def copy_source(value: str) -> tuple[str, str, str | None]:
+    from urllib.parse import unquote
+
+    path, _, query = value.partition("?")
+    path = unquote(path).lstrip("/")
+    bucket, _, key = path.partition("/")
+    if not bucket or not key:
+        raise S3Error(
+            "InvalidArgument",
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey.",
+        )
+    version = None
+    if query.startswith("versionId="):
+        version = query[10:]
+    return bucket, key, version
+
+
+def object_headers(v: Version, h: Any, ranged: bool = False) -> dict[str, str]:
+    out = {
+        "ETag": f'"{v.etag}"',
+        "Last-Modified": wire.http_date(v.modified),
+        "Content-Type": v.content_type,
+        "Accept-Ranges": "bytes",
+    }
+    out.update(v.headers)
+    for k, value in v.meta.items():
+        out[f"x-amz-meta-{k}"] = value
+    if v.version_id != "null":
+        out["x-amz-version-id"] = v.version_id
+    if v.tagging:
+        out["x-amz-tagging-count"] = str(len(v.tagging))
+    if v.parts:
+        out["x-amz-mp-parts-count"] = str(len(v.parts))
+    if v.checksum and not ranged and h.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        out[f"x-amz-checksum-{v.checksum_algorithm}"] = v.checksum
+        out["x-amz-checksum-type"] = v.checksum_type
+    return out
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """[start, end) of a single `bytes=` range; None to ignore the header; InvalidRange if unsatisfiable."""
+    if not value.startswith("bytes=") or "," in value:
+        return None
+    first, _, last = value[6:].strip().partition("-")
+    try:
+        if first == "":
+            n = int(last)
+            if n == 0:
+                raise S3Error("InvalidRange", "The requested range is not satisfiable")
+            return max(0, size - n), size
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if end <= start:
+        return None
+    if start >= size:
+        raise S3Error(
+            "InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(size)
+        )
+    return start, min(end, size)
+
+
+def xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status, headers=headers, media_type=XML)
+
+
+def max_keys(q: dict[str, str], name: str = "max-keys") -> int:
+    try:
+        value = int(q.get(name, "1000"))
+    except ValueError:
+        raise S3Error("InvalidArgument", f"{name} must be an integer.") from None
+    if value < 0:
+        raise S3Error("InvalidArgument", f"{name} must not be negative.")
+    return min(value, 1000)
+
+
+Handler = Callable[[S3Request], Awaitable[Response]]
+
+
+class S3App:
+    """The ASGI app of the S3 port. Handlers come from s3_handlers (one per operation name)."""
+
+    def __init__(self, handlers: dict[str, Handler]) -> None:
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        request_id = scope.get(REQUEST_ID, "")
+        resource = request.url.path
+        try:
+            cloud: Cloud = scope["state"]["cloud"]
+            store = cloud.objects
+            bucket, key = split_path(
+                request.url.path,
+                request.headers.get("host", ""),
+                lambda b: store._one("SELECT 1 FROM buckets WHERE name = ?", [b]) is not None,
+            )
+            query = dict(sigv4.parse_query(scope.get("query_string", b"").decode("latin-1")))
+            op = classify(request.method, bucket, key, query, dict(request.headers))
+            if op.name == "Preflight":
+                response = await self.handlers["Preflight"](
+                    S3Request(request, cloud, op, None, None, "", query)
+                )
+            else:
+                caller, signed, secret = authenticate(cloud, request, request_id)
+                response = await self.handlers[op.name](
+                    S3Request(request, cloud, op, caller, signed, secret, query)
+                )
+                cors_headers(cloud, op.bucket, request, response)
+        except S3Error as err:
+            response = error_response(err, request.method, resource, request_id)
+        await response(scope, receive, send)
+
+
+def error_response(err: S3Error, method: str, resource: str, request_id: str) -> Response:
+    headers = {"x-amz-request-id": request_id, **err.headers}
+    if err.status == 304 or method == "HEAD":
+        return Response(b"", err.status, headers=headers)
+    return xml(wire.error_xml(err, resource, request_id), err.status, headers)
+
+
+def cors_headers(cloud: Cloud, bucket: str, request: Request, response: Response) -> None:
+    origin = request.headers.get("origin")
+    if not origin or not bucket:
+        return
+    row = cloud.objects._one("SELECT cors FROM buckets WHERE name = ?", [bucket])
+    if not row or not row["cors"]:
+        return
+    for rule in json.loads(row["cors"]):
+        if _origin_ok(rule, origin) and request.method in rule.get("AllowedMethod", []):
+            response.headers["Access-Control-Allow-Origin"] = (
+                "*" if "*" in rule["AllowedOrigin"] else origin
+            )
+            response.headers["Access-Control-Allow-Methods"] = ", ".join(rule["AllowedMethod"])
+            if rule.get("ExposeHeader"):
+                response.headers["Access-Control-Expose-Headers"] = ", ".join(rule["ExposeHeader"])
+            return
+
+
+def _origin_ok(rule: dict[str, Any], origin: str) -> bool:
+    from appliance.objects.service import _glob
+
+    return any(_glob(o, origin) for o in rule.get("AllowedOrigin", []))
+
+
+def s3_app() -> Any:
+    from appliance.objects.s3_handlers import HANDLERS
+
+    return RequestMiddleware(S3App(HANDLERS), resolver=lambda scope: None)
+
+
+def streaming(chunks: AsyncIterator[bytes], status: int, headers: dict[str, str]) -> Response:
+    return StreamingResponse(chunks, status, headers=headers)
+
+
+__all__ = ["S3App", "s3_app", "validate_policy"]
