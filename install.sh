@@ -19,6 +19,8 @@ set -Eeuo pipefail
 
 # Debian packages the host needs; later features (qemu, libvirt, dnsmasq, nftables ...) append here.
 APT_PACKAGES="python3 python3-venv ca-certificates qemu-utils"
+# Compute: QEMU and libvirt, xorriso for config drives, and what pip needs to build libvirt-python.
+APT_PACKAGES+=" qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc python3-dev xorriso"
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 PREFIX=$(realpath -m -- "${NUBE_PREFIX:-/opt/nube}")
@@ -49,7 +51,7 @@ usage() {
 # ---------------------------------------------------------------------------------------------------
 # Output: one line per step; command output goes to a log that is shown only when something fails.
 
-STEPS=8
+STEPS=9
 STEP=0
 IN_STEP=0
 CHANGED=0
@@ -260,6 +262,19 @@ make_data_dir() {
     mkdir -p -- "$DATA_DIR"
     chmod 0700 -- "$DATA_DIR"
     done_step "created" changed
+}
+
+# libvirtd and virtlogd (systemd where it is PID 1, else by hand); QEMU set to run as root.
+start_libvirt() {
+    step "libvirt daemons (installer/libvirt.sh)"
+    local before
+    before=$(wc -l <"$LOG")
+    run "$REPO_DIR/installer/libvirt.sh" || die "could not start libvirt"
+    if tail -n "+$((before + 1))" -- "$LOG" | grep -qE ': (set|started|restarted|stopped|default network)'; then
+        done_step "started" changed
+    else
+        done_step "already running"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -689,6 +704,7 @@ main() {
     install_nube
     link_command
     make_data_dir
+    start_libvirt
     start_service
     build_guest_image
     import_guest_image

@@ -9,6 +9,8 @@ set -euo pipefail
 
 # Debian packages the test tiers need; later tiers (qemu, libvirt, dnsmasq, chromium ...) append here.
 APT_PACKAGES="python3 python3-venv ca-certificates git qemu-utils qemu-system-x86 xorriso openssh-client"
+# libvirt (compute): the daemons, and what pip needs to build libvirt-python.
+APT_PACKAGES+=" libvirt-daemon-system libvirt-dev pkg-config gcc python3-dev"
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd -- "$REPO_DIR"
@@ -54,6 +56,13 @@ else
     "$VENV/bin/pip" install --disable-pip-version-check --no-input -q -e '.[test]'
     printf '%s\n' "$hash" >"$STAMP"
     echo "    installed"
+fi
+
+say "libvirt daemons (installer/libvirt.sh)"
+if [[ $(id -u) == 0 ]]; then
+    installer/libvirt.sh | sed 's/^/    /'
+else
+    echo "    not root: tests/host skip without libvirt"
 fi
 
 failed=()

@@ -176,13 +176,14 @@ def purged(installed: Install, uninstalled: object) -> subprocess.CompletedProce
     return installed.run("--uninstall", "--purge")
 
 
-def test_install_exits_zero_after_eight_steps(
+def test_install_exits_zero_after_nine_steps(
     install: tuple[Install, subprocess.CompletedProcess[str]],
 ) -> None:
     _, result = install
     assert result.returncode == 0, output(result)
-    assert "[6/8] service" in result.stdout
-    assert "[8/8] import nube-tiny as a public image" in result.stdout
+    assert "[6/9] libvirt daemons" in result.stdout
+    assert "[7/9] service" in result.stdout
+    assert "[9/9] import nube-tiny as a public image" in result.stdout
 
 
 def test_installed_api_answers_300_on_identity(installed: Install) -> None:
@@ -259,7 +260,7 @@ def test_second_run_reports_nothing_changed(
     assert result.returncode == 0, output(result)
     assert "Nothing changed" in result.stdout, output(result)
     steps = [line for line in result.stdout.splitlines() if line.startswith("[")]
-    assert len(steps) == 8
+    assert len(steps) == 9
     assert all(" ... already " in line for line in steps), output(result)
 
 
