@@ -16,6 +16,10 @@ from starlette.types import Receive, Scope, Send
 
 from appliance import __version__
 from appliance.cloud import Cloud, cloud
+from appliance.compute import routes as compute_routes
+from appliance.compute import server_routes as compute_server_routes
+from appliance.compute import wire as compute_wire
+from appliance.compute.migrations import migrations as compute_migrations
 from appliance.config import Config
 from appliance.db import migrate, open_db
 from appliance.identity import auth_routes as identity_auth_routes
@@ -29,12 +33,13 @@ from appliance.images.migrations import migrations as image_migrations
 from appliance.objects import swift_routes
 from appliance.objects.migrations import migrations as object_migrations
 from appliance.objects.s3_routes import s3_app
-from appliance.web.dialects import GLANCE, KEYSTONE
+from appliance.web.dialects import GLANCE, KEYSTONE, NOVA
+from appliance.web.microversions import MicroversionMiddleware, Microversions, Version
 from appliance.web.middleware import RequestMiddleware
 
 log = logging.getLogger("nube")
 
-MIGRATIONS = (identity_migrations, image_migrations, object_migrations)
+MIGRATIONS = (identity_migrations, image_migrations, object_migrations, compute_migrations)
 
 # What this process serves; each service adds its line when it lands (and its Mount below).
 CATALOG_SERVICES = (
@@ -44,6 +49,7 @@ CATALOG_SERVICES = (
         "object-store", "swift", "/object-store/v1/AUTH_{project_id}", description="Object Storage"
     ),
     CatalogService("s3", "s3", "", port="s3", description="S3"),
+    CatalogService("compute", "nova", "/compute/v2.1", description="Compute"),
 )
 
 
@@ -89,6 +95,17 @@ def create_app(
     image_app = Starlette(
         routes=image_routes.routes, exception_handlers=GLANCE.exception_handlers()
     )
+    compute_versions = Microversions(
+        "compute",
+        Version.parse(compute_wire.MIN_VERSION),
+        Version.parse(compute_wire.MAX_VERSION),
+        "X-OpenStack-Nova-API-Version",
+    )
+    compute_app = Starlette(
+        routes=compute_routes.routes + compute_server_routes.routes,
+        exception_handlers=NOVA.exception_handlers(),
+        middleware=[Middleware(MicroversionMiddleware, versions=compute_versions, dialect=NOVA)],
+    )
 
     def resolver(scope: Scope) -> Any:
         state = scope.get("state") or {}
@@ -104,6 +121,10 @@ def create_app(
             Route("/image", image_routes.versions, methods=["GET"]),
             Mount("/image", app=image_app),
             Mount("/object-store", app=swift_routes.app()),
+            Route("/compute", compute_routes.versions, methods=["GET"]),
+            Route("/compute/", compute_routes.versions, methods=["GET"]),
+            Route("/compute/v2.1", compute_routes.version, methods=["GET"]),
+            Mount("/compute/v2.1", app=compute_app),
         ],
         middleware=[Middleware(RequestMiddleware, resolver=resolver)],
         lifespan=lifespan,

@@ -7,6 +7,7 @@ constructor arguments, never through this object.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,14 @@ from sqlite_utils import Database
 from starlette.requests import HTTPConnection
 
 from appliance.blobs import Blobs
+from appliance.compute.flavors import Flavors
+from appliance.compute.hypervisor import Hypervisor
+from appliance.compute.keypairs import Keypairs
+from appliance.compute.lifecycle import Lifecycle
+from appliance.compute.models import Server
+from appliance.compute.quotas import DEFAULT_LIMITS as COMPUTE_LIMITS
+from appliance.compute.quotas import Quotas
+from appliance.compute.servers import Servers
 from appliance.config import Config
 from appliance.identity.assignments import Assignments
 from appliance.identity.auth import Auth
@@ -50,6 +59,11 @@ class Cloud:
     image_members: ImageMembers
     objects: ObjectStore
     multipart: Multipart
+    flavors: Flavors
+    keypairs: Keypairs
+    quotas: Quotas
+    servers: Servers
+    lifecycle: Lifecycle
 
     @classmethod
     def build(
@@ -75,6 +89,16 @@ class Cloud:
             limit=lambda project_id, resource: limits.limit(project_id, "image", resource),
             project_exists=identity.project_exists,
         )
+        image_data = ImageData(images, blobs, jobs)
+        flavors = Flavors(db)
+        quotas = Quotas(db, limits)
+        keypairs = Keypairs(db, quotas.limit)
+        servers = Servers(db, flavors, keypairs, quotas, images)
+        hypervisor = Hypervisor("test:///default" if in_memory else config.libvirt_uri)
+        lifecycle = Lifecycle(
+            servers, images, image_data, blobs, jobs, hypervisor, config.data_dir / "instances",
+            cloud_id=uuid.uuid4().hex if in_memory else _cloud_id(config.data_dir),
+        )  # fmt: skip
         objects = ObjectStore(
             db, blobs, lambda project_id, name: limits.limit(project_id, "object-store", name)
         )
@@ -91,10 +115,15 @@ class Cloud:
             limits=limits,
             blobs=blobs,
             images=images,
-            image_data=ImageData(images, blobs, jobs),
+            image_data=image_data,
             image_members=ImageMembers(images),
             objects=objects,
             multipart=Multipart(objects),
+            flavors=flavors,
+            keypairs=keypairs,
+            quotas=quotas,
+            servers=servers,
+            lifecycle=lifecycle,
         )
 
     def start(self) -> None:
@@ -104,6 +133,20 @@ class Cloud:
             self.limits.ensure_defaults("image", IMAGE_LIMITS)
         if "object-store" in served:
             self.limits.ensure_defaults("object-store", OBJECT_LIMITS)
+        if "compute" in served:
+            self.limits.ensure_defaults("compute", COMPUTE_LIMITS)
+
+    def console_output(self, server: Server, length: int | None) -> str:
+        """The tail of a server's serial console log (os-getConsoleOutput)."""
+        path = self.config.data_dir / "instances" / server.id / "console.log"
+        try:
+            text = path.read_bytes()[-(1 << 20) :].decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+        if length is None or int(length) < 0:
+            return text
+        lines = text.splitlines(keepends=True)
+        return "".join(lines[-int(length) :]) if int(length) else ""
 
     def api_base(self, conn: HTTPConnection) -> str:
         """The URL clients should use for the main port: configured, else what this client used."""
@@ -119,6 +162,17 @@ class Cloud:
         else:
             hostname = hostname.rsplit(":", 1)[0]
         return f"{conn.url.scheme}://{hostname}:{self.config.s3_port}"
+
+
+def _cloud_id(data_dir: Path) -> str:
+    """This installation's identity (made on first start), stamped on every VM it creates."""
+    path = data_dir / "cloud-id"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(uuid.uuid4().hex + "\n")
+        tmp.replace(path)
+    return path.read_text().strip()
 
 
 def cloud(conn: HTTPConnection) -> Cloud:

@@ -27,6 +27,7 @@ class Config:
     password_memory_kib: int = 65536
     password_parallelism: int = 4
     log_level: str = "info"
+    libvirt_uri: str = "qemu:///system"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

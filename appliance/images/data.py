@@ -10,6 +10,7 @@ import asyncio
 import logging
 import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -95,6 +96,24 @@ class ImageData:
         image = self.images.begin_upload(ctx, image_id)
         self.images.set_status(image_id, Status.SAVING)
         written = await self._receive(image, chunks, Status.QUEUED)
+        await self._activate(image, written, Status.QUEUED)
+
+    async def upload_file(self, image_id: str, path: Path) -> None:
+        """Upload a local file as an image's data (snapshots of servers); same checks as any upload."""
+        image = self.images.row(image_id)
+        if image is None or image.status != Status.QUEUED:
+            raise Conflict(f"Image {image_id} is not queued for data.")
+        self.images.set_status(image_id, Status.SAVING)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            handle = await asyncio.to_thread(path.open, "rb")
+            try:
+                while data := await asyncio.to_thread(handle.read, CHUNK):
+                    yield data
+            finally:
+                handle.close()
+
+        written = await self._receive(image, chunks(), Status.QUEUED)
         await self._activate(image, written, Status.QUEUED)
 
     async def stage(self, ctx: Context, image_id: str, chunks: AsyncIterable[bytes]) -> None:

@@ -56,7 +56,10 @@ class RequestMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-openstack-request-id"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["x-openstack-request-id"] = request_id
+                if path.startswith("/compute"):
+                    headers["x-compute-request-id"] = request_id  # Nova sends both
             await send(message)
 
         try:
