@@ -14,7 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import libvirt
 
@@ -45,9 +45,10 @@ __all__ = [
     "domain_xml",
 ]
 
-ACPI_RETRY_SECONDS = (
-    10  # guests still booting ignore the power button; press it again (as Nova does)
-)
+T = TypeVar("T")
+
+# A guest still booting ignores the power button: press it again this often (as Nova does).
+ACPI_RETRY_SECONDS = 10
 POLL_SECONDS = 0.2
 
 
@@ -150,14 +151,18 @@ class Hypervisor:
             except libvirt.libvirtError:
                 pass
 
+    @staticmethod
+    def _alive(conn: Any) -> bool:
+        try:
+            return bool(conn.isAlive())
+        except libvirt.libvirtError:
+            return False
+
     def _connection(self) -> Any:
         with self._lock:
             if self._conn is not None:
-                try:
-                    if self._conn.isAlive():
-                        return self._conn
-                except libvirt.libvirtError:
-                    pass
+                if self._alive(self._conn):
+                    return self._conn
                 self._conn = None
             try:
                 self._conn = libvirt.open(self.uri)
@@ -168,6 +173,20 @@ class Hypervisor:
                     err.get_error_code(),
                 ) from err
             return self._conn
+
+    def _read(self, call: Callable[[Any], T]) -> T:
+        """call(connection), once more on a new connection if libvirtd went away (a restart is
+        noticed only by the next call on the old one). Only for calls that change nothing."""
+        conn = self._connection()
+        try:
+            return call(conn)
+        except libvirt.libvirtError:
+            if self._alive(conn):
+                raise
+            with self._lock:
+                if self._conn is conn:
+                    self._conn = None
+            return call(self._connection())
 
     @contextmanager
     def _errors(self, action: str, name: str) -> Iterator[None]:
@@ -186,7 +205,7 @@ class Hypervisor:
     def _lookup(self, name: str) -> Any:
         self._check_name(name)
         with self._errors("look up", name):
-            return self._connection().lookupByName(name)
+            return self._read(lambda conn: conn.lookupByName(name))
 
     def _find(self, name: str) -> Any | None:
         try:
@@ -374,7 +393,7 @@ class Hypervisor:
     def domains(self) -> dict[str, PowerState]:
         """Every domain whose name has the prefix, with its power state."""
         with self._errors("list", "domains"):
-            doms = self._connection().listAllDomains(0)
+            doms = self._read(lambda conn: conn.listAllDomains(0))
         found: dict[str, PowerState] = {}
         for dom in doms:
             try:

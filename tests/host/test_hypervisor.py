@@ -197,10 +197,23 @@ def test_metadata_reads_back(hv: Hypervisor, guest: Guest) -> None:
     assert hv.metadata(guest.name) == {"server_id": guest.spec.uuid, "purpose": "test"}
 
 
-def test_vnc_and_its_websocket_answer_on_loopback(hv: Hypervisor, guest: Guest) -> None:
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of TCP listeners on port, as /proc/net/tcp{,6} spell them (hex)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            address, _, hex_port = fields[1].rpartition(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_vnc_and_its_websocket_answer_on_loopback_only(hv: Hypervisor, guest: Guest) -> None:
     ports = hv.vnc_ports(guest.name)
     assert ports is not None
     vnc, websocket = ports
+    assert listening_addresses(vnc) == listening_addresses(websocket) == {"0100007F"}
     with socket.create_connection(("127.0.0.1", vnc), timeout=10) as sock:
         assert sock.recv(12) == b"RFB 003.008\n"
     with socket.create_connection(("127.0.0.1", websocket), timeout=10) as sock:
