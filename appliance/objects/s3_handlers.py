@@ -188,6 +188,7 @@ async def get_policy(r: S3Request) -> Response:
 
 @handles("PutBucketPolicy")
 async def put_policy(r: S3Request) -> Response:
+    _owner(r, "s3:PutBucketPolicy")
     text = (await small_body(r)).decode("utf-8", "replace")
     validate_policy(text)
     _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketPolicy", policy=text)

@@ -343,6 +343,10 @@ class S3App:
                 cors_headers(cloud, op.bucket, request, response)
         except S3Error as err:
             response = error_response(err, request.method, resource, request_id)
+            if "expect" in request.headers:
+                # The body was never asked for (no 100 Continue went out); a client may send it
+                # anyway, so this connection cannot carry another request.
+                response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
 
