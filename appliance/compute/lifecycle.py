@@ -212,6 +212,9 @@ class Lifecycle:
     async def _delete(self, server: Server, args: dict[str, Any]) -> None:
         await asyncio.to_thread(self.hv.undefine, server.domain_name)
         await asyncio.to_thread(shutil.rmtree, self._dir(server), True)
+        # libvirt keeps QEMU's own log of a domain after undefine; it is ours to remove.
+        qemu_log = Path(f"/var/log/libvirt/qemu/{server.domain_name}.log")
+        await asyncio.to_thread(qemu_log.unlink, True)
         self.servers.set(server.id, vm_state=str(VmState.DELETED), task_state=None, power_state=int(Power.NOSTATE),
                          terminated_at=stamp(), deleted_at=stamp())  # fmt: skip
 

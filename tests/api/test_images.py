@@ -9,66 +9,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import openstack
 import pytest
 import requests
 
 from tests.api import images_helpers as files
-from tests.api.harness import Nube
+from tests.api.harness import Nube, Tenant, make_tenant
 from tests.api.harness import openstack as cli
-
-
-@dataclass(frozen=True)
-class Tenant:
-    name: str
-    project_id: str
-    user_id: str
-
-    def env(self, nube: Nube) -> dict[str, str]:
-        return nube.env(self.name, "pw", self.name)
-
-    def headers(self, nube: Nube) -> dict[str, str]:
-        return {"X-Auth-Token": nube.token(self.name, "pw", self.name)}
-
-    def sdk(self, nube: Nube) -> openstack.connection.Connection:
-        return openstack.connect(
-            auth_url=nube.auth_url,
-            username=self.name,
-            password="pw",
-            project_name=self.name,
-            user_domain_name="Default",
-            project_domain_name="Default",
-            region_name="RegionOne",
-        )
-
-
-def make_tenant(nube: Nube, prefix: str, role: str = "member") -> Tenant:
-    admin = {"X-Auth-Token": nube.token()}
-    base = nube.auth_url
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    project = requests.post(
-        f"{base}/v3/projects", json={"project": {"name": name}}, headers=admin, timeout=5
-    ).json()["project"]
-    user = requests.post(
-        f"{base}/v3/users",
-        json={"user": {"name": name, "password": "pw"}},
-        headers=admin,
-        timeout=5,
-    ).json()["user"]
-    role_id = requests.get(f"{base}/v3/roles?name={role}", headers=admin, timeout=5).json()[
-        "roles"
-    ][0]["id"]
-    r = requests.put(
-        f"{base}/v3/projects/{project['id']}/users/{user['id']}/roles/{role_id}",
-        headers=admin,
-        timeout=5,
-    )
-    assert r.status_code == 204
-    return Tenant(name, project["id"], user["id"])
 
 
 @pytest.fixture(scope="module")
