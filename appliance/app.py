@@ -11,8 +11,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from appliance import __version__
 from appliance.cloud import Cloud, cloud
@@ -51,6 +52,16 @@ CATALOG_SERVICES = (
     CatalogService("s3", "s3", "", port="s3", description="S3"),
     CatalogService("compute", "nova", "/compute/v2.1", description="Compute"),
 )
+
+
+async def console_websocket(websocket: WebSocket) -> None:
+    """noVNC's websocket: the token from POST /servers/{id}/remote-consoles picks the server."""
+    the_cloud = cloud(websocket)
+    server_id = the_cloud.consoles.server_of(websocket.query_params.get("token", ""))
+    if server_id is None:
+        await websocket.close(code=1008, reason="invalid or expired console token")
+        return
+    await the_cloud.consoles.proxy(websocket, server_id)
 
 
 async def index(request: Request) -> Response:
@@ -121,6 +132,7 @@ def create_app(
             Route("/image", image_routes.versions, methods=["GET"]),
             Mount("/image", app=image_app),
             Mount("/object-store", app=swift_routes.app()),
+            WebSocketRoute("/novnc/websockify", console_websocket),
             Route("/compute", compute_routes.versions, methods=["GET"]),
             Route("/compute/", compute_routes.versions, methods=["GET"]),
             Route("/compute/v2.1", compute_routes.version, methods=["GET"]),

@@ -15,6 +15,7 @@ from sqlite_utils import Database
 from starlette.requests import HTTPConnection
 
 from appliance.blobs import Blobs
+from appliance.compute.consoles import Consoles
 from appliance.compute.flavors import Flavors
 from appliance.compute.hypervisor import Hypervisor
 from appliance.compute.keypairs import Keypairs
@@ -64,6 +65,7 @@ class Cloud:
     quotas: Quotas
     servers: Servers
     lifecycle: Lifecycle
+    consoles: Consoles
 
     @classmethod
     def build(
@@ -124,6 +126,7 @@ class Cloud:
             quotas=quotas,
             servers=servers,
             lifecycle=lifecycle,
+            consoles=Consoles(db, hypervisor),
         )
 
     def start(self) -> None:

@@ -232,11 +232,36 @@ async def server_action(request: Request) -> Response:
         )
         servers.lock(ctx, server_id, name == "lock", reason)
         return Response(status_code=202)
+    if name in (
+        "os-getVNCConsole",
+        "os-getSPICEConsole",
+        "os-getRDPConsole",
+        "os-getSerialConsole",
+    ):
+        if v(request) >= (2, 6):
+            raise Invalid(f"{name} was replaced by POST /servers/{{id}}/remote-consoles in 2.6.")
+        kind = (args or {}).get("type", "")
+        server = servers.get(ctx, server_id)
+        url = c.consoles.issue(
+            server, "vnc" if name == "os-getVNCConsole" else name, kind, base(request)
+        )
+        return ok({"console": {"type": kind, "url": url}})
     if name == "os-getConsoleOutput":
         server = servers.get(ctx, server_id)
         length = (args or {}).get("length")
         return ok({"output": c.console_output(server, length)})
     raise Invalid(f"There is no such action: {name}")
+
+
+async def remote_console(request: Request) -> Response:
+    if v(request) < (2, 6):
+        raise NotFound("Remote consoles need microversion 2.6 or later.")
+    ctx = caller(request)
+    spec = member(await json_body(request, BODY_LIMIT), "remote_console")
+    server = cloud(request).servers.get(ctx, request.path_params["server_id"])
+    protocol, kind = spec.get("protocol", ""), spec.get("type", "")
+    url = cloud(request).consoles.issue(server, protocol, kind, base(request))
+    return ok({"remote_console": {"protocol": protocol, "type": kind, "url": url}})
 
 
 # -- metadata ----------------------------------------------------------------------------------
@@ -323,6 +348,7 @@ routes: list[BaseRoute] = [
     Route(_S, servers_update, methods=["PUT"]),
     Route(_S, servers_delete, methods=["DELETE"]),
     Route(_S + "/action", server_action, methods=["POST"]),
+    Route(_S + "/remote-consoles", remote_console, methods=["POST"]),
     Route(_S + "/metadata", metadata_index, methods=["GET"]),
     Route(_S + "/metadata", metadata_set, methods=["PUT", "POST"]),
     Route(_S + "/metadata/{key}", metadata_item, methods=["GET"]),

@@ -12,9 +12,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 import requests
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from tests.api.harness import BIN, Nube, Tenant, make_tenant
 from tests.api.harness import openstack as cli
@@ -502,3 +506,24 @@ def test_delete_leaves_no_domain_or_files(nube: Nube, tenant: Tenant, image: str
         ["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True, text=True
     ).stdout
     assert f"nube-{made['id']}" not in names
+
+
+def test_console_url_proxies_the_guests_vnc_through_the_nube_port(
+    nube: Nube, tenant: Tenant, vm: dict[str, Any]
+) -> None:
+    shown = cli(tenant.env(nube), "console", "url", "show", "vm1", "-f", "json")
+    url = shown["url"]
+    assert url.startswith(f"{nube.url}/novnc/vnc_lite.html?path=")
+    path = unquote(parse_qs(urlparse(url).query)["path"][0])
+    with connect(f"ws://127.0.0.1:{nube.port}/{path}", subprotocols=[Subprotocol("binary")]) as ws:
+        assert ws.recv(timeout=20).startswith(b"RFB 003.")
+    forged = f"ws://127.0.0.1:{nube.port}/novnc/websockify?token=forged"
+    with pytest.raises(InvalidStatus), connect(forged) as ws:
+        ws.recv(timeout=5)
+
+
+def test_another_project_cannot_get_a_console(nube: Nube, vm: dict[str, Any]) -> None:
+    other = make_tenant(nube, "vm-vnc")
+    r = requests.post(compute(nube, f"/servers/{vm['id']}/remote-consoles"), json={"remote_console": {"protocol": "vnc", "type": "novnc"}},
+                      headers=nova_headers(other.headers(nube)["X-Auth-Token"]), timeout=10)  # fmt: skip
+    assert r.status_code == 404
