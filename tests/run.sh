@@ -8,7 +8,7 @@
 set -euo pipefail
 
 # Debian packages the test tiers need; later tiers (qemu, libvirt, dnsmasq, chromium ...) append here.
-APT_PACKAGES="python3 python3-venv ca-certificates git qemu-utils qemu-system-x86 xorriso openssh-client"
+APT_PACKAGES="python3 python3-venv ca-certificates git qemu-utils qemu-system-x86 xorriso openssh-client rclone"
 # libvirt (compute): the daemons, and what pip needs to build libvirt-python.
 APT_PACKAGES+=" libvirt-daemon-system libvirt-dev pkg-config gcc python3-dev"
 

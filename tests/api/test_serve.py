@@ -145,5 +145,5 @@ def test_one_log_line_per_request_with_status_and_request_id(own_nube: Nube) -> 
 
 
 def test_s3_port_listens_and_answers_in_s3_xml(own_nube: Nube) -> None:
-    r = requests.get(f"http://127.0.0.1:{own_nube.s3_port}/bucket", timeout=5)
-    assert r.status_code == 501 and "<Code>NotImplemented</Code>" in r.text
+    r = requests.get(f"http://127.0.0.1:{own_nube.s3_port}/", timeout=5)
+    assert r.status_code == 403 and "<Code>AccessDenied</Code>" in r.text
