@@ -69,14 +69,14 @@ class Nube:
             env=env,
         )
         log.close()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nube serve exited with {self.proc.returncode}:\n{self.log}")
             try:
-                if requests.get(self.auth_url, timeout=1).status_code == 300:
+                if requests.get(self.auth_url, timeout=5).status_code == 300:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still starting up
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"nube serve did not answer in 30 s:\n{self.log}")
