@@ -566,7 +566,9 @@ def test_list_filters_sorts_and_pages(nube: Nube) -> None:
         ]
     ] == ["page-1"]
     assert (
-        requests.get(api(nube, "/images?status=active"), headers=h, timeout=5).json()["images"]
+        requests.get(
+            api(nube, f"/images?status=active&owner={t.project_id}"), headers=h, timeout=5
+        ).json()["images"]
         == []
     )
 
