@@ -6,11 +6,18 @@ app.py registers one CatalogService per mounted API. Ids are stable (uuid5 of ty
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 
 INTERFACES = ("public", "internal", "admin")
 _NAMESPACE = uuid.UUID("6f1c1e9e-4a53-4ad6-9a4b-2c8c3f0b7a11")
+
+
+@functools.cache
+def _stable_id(name: str) -> str:
+    # Every token body lists every endpoint: compute each uuid5 once, not per request.
+    return uuid.uuid5(_NAMESPACE, name).hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +30,10 @@ class CatalogService:
 
     @property
     def id(self) -> str:
-        return uuid.uuid5(_NAMESPACE, f"service:{self.type}").hex
+        return _stable_id(f"service:{self.type}")
 
     def endpoint_id(self, interface: str) -> str:
-        return uuid.uuid5(_NAMESPACE, f"endpoint:{self.type}:{interface}").hex
+        return _stable_id(f"endpoint:{self.type}:{interface}")
 
 
 @dataclass(frozen=True, slots=True)
