@@ -193,8 +193,8 @@ class Identity:
             return True
         return ctx.project_id == project_id
 
-    def list_projects(self, ctx: Context, filters: dict[str, str]) -> list[Project]:
-        require_reader_of_all(ctx)
+    def _listed(self, table: str, filters: dict[str, str]) -> list[dict[str, Any]]:
+        """Rows of projects or users matching Keystone's list filters name, domain_id, enabled."""
         where: list[str] = []
         params: list[Any] = []
         for key in ("name", "domain_id"):
@@ -204,8 +204,12 @@ class Identity:
         if "enabled" in filters:
             where.append("enabled = ?")
             params.append(0 if filters["enabled"].lower() in ("0", "false", "no") else 1)
-        sql = "SELECT * FROM projects" + (" WHERE " + " AND ".join(where) if where else "")
-        return [Project.from_row(r) for r in self._all(sql + " ORDER BY name", params)]
+        sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._all(sql + " ORDER BY name", params)
+
+    def list_projects(self, ctx: Context, filters: dict[str, str]) -> list[Project]:
+        require_reader_of_all(ctx)
+        return [Project.from_row(r) for r in self._listed("projects", filters)]
 
     def get_project(self, ctx: Context, project_id: str) -> Project:
         project = self.project(project_id)
@@ -299,17 +303,7 @@ class Identity:
 
     def list_users(self, ctx: Context, filters: dict[str, str]) -> list[User]:
         require_reader_of_all(ctx)
-        where: list[str] = []
-        params: list[Any] = []
-        for key in ("name", "domain_id"):
-            if key in filters:
-                where.append(f"{key} = ?")
-                params.append(filters[key])
-        if "enabled" in filters:
-            where.append("enabled = ?")
-            params.append(0 if filters["enabled"].lower() in ("0", "false", "no") else 1)
-        sql = "SELECT * FROM users" + (" WHERE " + " AND ".join(where) if where else "")
-        return [User.from_row(r) for r in self._all(sql + " ORDER BY name", params)]
+        return [User.from_row(r) for r in self._listed("users", filters)]
 
     def get_user(self, ctx: Context, user_id: str) -> User:
         if user_id != ctx.user_id:
