@@ -51,6 +51,10 @@ class Jobs:
     def busy(self, kind: str, resource_id: str) -> bool:
         return JobKey(kind, resource_id) in self._running
 
+    def current(self, kind: str, resource_id: str) -> asyncio.Task[None] | None:
+        """The resource's running job, for a caller that must wait for it to end."""
+        return self._running.get(JobKey(kind, resource_id))
+
     def submit(
         self, kind: str, resource_id: str, step: str, fn: JobFn, on_error: ErrorFn | None = None
     ) -> asyncio.Task[None]:

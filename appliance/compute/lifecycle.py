@@ -60,6 +60,7 @@ class Lifecycle:
         # Several Nubes may share one libvirt (tests do): each only ever touches domains it made.
         self.cloud_id = cloud_id
         servers.submit = self.submit
+        self._waiting: set[asyncio.Task[None]] = set()
         jobs.add_reconciler("servers", self.reconcile)
         self._steps: dict[str, Callable[[Server, dict[str, Any]], Awaitable[None]]] = {
             "create": self._spawn,
@@ -105,6 +106,16 @@ class Lifecycle:
                                  power_state=int(power), fault=fault(str(exc)))  # fmt: skip
             log.warning("server %s %s failed: %s", server_id, action, exc)
 
+        running = self.jobs.current("server", server_id)
+        if action == "delete" and running is not None:
+            # Nova lets a BUILD (or busy) server be deleted: the delete runs once that job ends.
+            async def after_current() -> None:
+                await asyncio.wait([running])
+                self.jobs.submit("server", server_id, action, run, failed)
+
+            self._waiting.add(task := asyncio.get_running_loop().create_task(after_current()))
+            task.add_done_callback(self._waiting.discard)
+            return
         self.jobs.submit("server", server_id, action, run, failed)
 
     async def _power(self, server: Server) -> PowerState | None:

@@ -527,3 +527,25 @@ def test_another_project_cannot_get_a_console(nube: Nube, vm: dict[str, Any]) ->
     r = requests.post(compute(nube, f"/servers/{vm['id']}/remote-consoles"), json={"remote_console": {"protocol": "vnc", "type": "novnc"}},
                       headers=nova_headers(other.headers(nube)["X-Auth-Token"]), timeout=10)  # fmt: skip
     assert r.status_code == 404
+
+
+def test_deleting_a_server_while_it_builds_removes_it(
+    nube: Nube, tenant: Tenant, image: str
+) -> None:
+    token = tenant.headers(nube)["X-Auth-Token"]
+    r = requests.post(compute(nube, "/servers"), headers=nova_headers(token), timeout=10,
+                      json={"server": {"name": "hasty", "imageRef": image_id(nube, tenant), "flavorRef": "42", "networks": "none"}})  # fmt: skip
+    server_id = r.json()["server"]["id"]
+    assert (
+        requests.delete(
+            compute(nube, f"/servers/{server_id}"), headers=nova_headers(token), timeout=10
+        ).status_code
+        == 204
+    )
+    wait_for(
+        lambda: show(nube, tenant, server_id)["status"] == "HTTP 404", 120, "the server to be gone"
+    )
+    names = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True, text=True
+    ).stdout
+    assert f"nube-{server_id}" not in names
