@@ -41,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     keys = sub.add_parser("rotate-keys", help="add a new token signing key (old tokens stay valid)")
     keys.add_argument("--data-dir", type=Path)
 
+    fsck = sub.add_parser(
+        "fsck", help="check object rows against blob files (nube serve must be stopped)"
+    )
+    fsck.add_argument("--data-dir", type=Path)
+    fsck.add_argument(
+        "--repair", action="store_true", help="drop broken rows, remove orphans and temp files"
+    )
+
     args = parser.parse_args(argv)
     try:
         config = load_config(
@@ -64,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.images.default import main as import_default
 
         return import_default(config.data_dir, args.build_dir, check_only=args.check)
+    if args.command == "fsck":
+        from appliance.objects.fsck import main as fsck_main
+
+        return fsck_main(config.data_dir, config.db_path, config.blobs_dir, args.repair)
     if args.command == "rotate-keys":
         from appliance.identity.tokens import KeyRing
 

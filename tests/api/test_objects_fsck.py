@@ -1,0 +1,157 @@
+"""`nube fsck` against a real data directory: objects made with boto3 through `nube serve`, the
+server stopped, blob files deleted, corrupted, truncated and added by hand, then fsck run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.api.harness import BIN, Nube
+from tests.api.s3_helpers import admin_keys, bucket_name, client
+
+MiB = 1024 * 1024
+
+
+def fsck(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "nube"), "fsck", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def blob_paths(data_dir: Path, bucket: str, key: str) -> list[Path]:
+    with sqlite3.connect(data_dir / "nube.db") as db:
+        (segments,) = db.execute(
+            "SELECT segments FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1",
+            [bucket, key],
+        ).fetchone()
+    return [data_dir / "blobs" / s[0][:2] / s[0] for s in json.loads(segments)]
+
+
+@dataclass
+class Run:
+    nube: Nube
+    s3: Any
+    bucket: str
+    bodies: dict[str, bytes]
+    while_serving: subprocess.CompletedProcess[str]
+    check: subprocess.CompletedProcess[str]
+    repair: subprocess.CompletedProcess[str]
+    recheck: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    nube = Nube(tmp_path_factory.mktemp("fsck") / "data")
+    nube.start()
+    try:
+        keys = admin_keys(nube)
+        s3 = client(nube, keys)
+        bucket = bucket_name()
+        s3.create_bucket(Bucket=bucket)
+        bodies = {
+            "intact": b"fine" * 1000,
+            "deleted": b"gone" * 1000,
+            "corrupted": b"flip" * 1000,
+            "truncated": b"short" * 1000,
+            "multipart-intact": b"m" * (5 * MiB) + b"tail",
+            "multipart-corrupted": b"n" * (5 * MiB) + b"tail",
+        }
+        for key, body in bodies.items():
+            if key.startswith("multipart"):
+                up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+                parts = []
+                for n, chunk in enumerate((body[: 5 * MiB], body[5 * MiB :]), 1):
+                    etag = s3.upload_part(
+                        Bucket=bucket, Key=key, UploadId=up, PartNumber=n, Body=chunk
+                    )["ETag"]
+                    parts.append({"PartNumber": n, "ETag": etag})
+                s3.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts}
+                )
+            else:
+                s3.put_object(Bucket=bucket, Key=key, Body=body)
+        while_serving = fsck(nube.data_dir)
+    except BaseException:
+        nube.stop()
+        raise
+    nube.stop()
+    data = nube.data_dir
+    blob_paths(data, bucket, "deleted")[0].unlink()
+    corrupted = blob_paths(data, bucket, "corrupted")[0]
+    corrupted.write_bytes(b"FLIP" + corrupted.read_bytes()[4:])
+    truncated = blob_paths(data, bucket, "truncated")[0]
+    truncated.write_bytes(truncated.read_bytes()[:-1])
+    second = blob_paths(data, bucket, "multipart-corrupted")[1]
+    second.write_bytes(b"TAIL")
+    orphan = data / "blobs" / "ab" / ("ab" + "0" * 30 + ".obj")
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"nobody's")
+    (data / "blobs" / "tmp" / "deadbeef.part").write_bytes(b"half an upload")
+    check = fsck(data)
+    repair = fsck(data, "--repair")
+    recheck = fsck(data)
+    nube.start()
+    yield Run(nube, s3, bucket, bodies, while_serving, check, repair, recheck)
+    nube.stop()
+
+
+def test_fsck_refuses_while_nube_serve_holds_the_data_dir(run: Run) -> None:
+    assert run.while_serving.returncode == 2
+    assert "refusing to run" in run.while_serving.stderr
+    assert "already using" in run.while_serving.stderr
+
+
+def test_fsck_reports_each_broken_object_orphan_and_temp_file(run: Run) -> None:
+    out = run.check.stdout
+    assert run.check.returncode == 1, run.check.stderr
+    b = run.bucket
+    assert f"missing-blob: {b}/deleted" in out
+    assert f"bad-md5: {b}/corrupted" in out
+    assert f"bad-size: {b}/truncated" in out
+    assert f"bad-md5: {b}/multipart-corrupted" in out
+    assert "orphan-blob: ab" + "0" * 30 + ".obj" in out
+    assert "temp-file: blobs/tmp/deadbeef.part" in out
+    assert "intact" not in out
+    assert "6 problem(s); run with --repair to fix" in out
+
+
+def test_a_check_without_repair_changes_nothing(run: Run) -> None:
+    assert "missing-blob" in run.repair.stdout  # the repair run still saw everything
+
+
+def test_fsck_repair_leaves_a_clean_store(run: Run) -> None:
+    assert run.repair.returncode == 0, run.repair.stderr
+    assert "repaired" in run.repair.stdout
+    assert run.recheck.returncode == 0, run.recheck.stdout
+    assert "no problems" in run.recheck.stdout
+    data = run.nube.data_dir
+    assert not list((data / "blobs" / "tmp").glob("*.part"))
+    assert not (data / "blobs" / "ab" / ("ab" + "0" * 30 + ".obj")).exists()
+    assert (
+        len(list((data / "lost+found" / "objects").iterdir())) == 4
+    )  # corrupted, truncated, both parts
+
+
+def test_after_repair_intact_objects_read_back_and_broken_ones_are_gone(run: Run) -> None:
+    s3, b = run.s3, run.bucket
+    listed = {o["Key"]: o for o in s3.list_objects_v2(Bucket=b)["Contents"]}
+    assert set(listed) == {"intact", "multipart-intact"}
+    for key in listed:
+        body = s3.get_object(Bucket=b, Key=key)["Body"].read()
+        assert hashlib.md5(body).digest() == hashlib.md5(run.bodies[key]).digest()
+    for key in ("deleted", "corrupted", "truncated", "multipart-corrupted"):
+        with pytest.raises(ClientError) as exc:
+            s3.head_object(Bucket=b, Key=key)
+        assert exc.value.response["Error"]["Code"] == "404"
