@@ -101,6 +101,9 @@ class Blobs:
         hasher = _Hasher(algorithms, extra)
         size = 0
         handle = await asyncio.to_thread(open, path, "wb")
+        # Double buffering: while a worker thread writes and hashes one chunk, the loop keeps
+        # reading the next from the client, so network and hashing use both cores.
+        pending: asyncio.Future[None] | None = None
         try:
             buffer = bytearray()
             async for chunk in chunks:
@@ -110,11 +113,20 @@ class Blobs:
                 buffer += chunk
                 if len(buffer) >= CHUNK:
                     data, buffer = bytes(buffer), bytearray()
-                    await asyncio.to_thread(self._write_hash, handle, hasher, data)
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(
+                        asyncio.to_thread(self._write_hash, handle, hasher, data)
+                    )
+            if pending is not None:
+                await pending
+                pending = None
             if buffer:
                 await asyncio.to_thread(self._write_hash, handle, hasher, bytes(buffer))
             await asyncio.to_thread(self._finish, handle)
         except BaseException:
+            if pending is not None:
+                await asyncio.gather(pending, return_exceptions=True)
             handle.close()
             path.unlink(missing_ok=True)
             raise

@@ -48,7 +48,8 @@ class ImageData:
     ) -> Written:
         limit = self.images.bytes_left(image.owner, excluding=image.id)
         try:
-            return await self.blobs.write(chunks, limit)
+            # Glance publishes md5 (checksum) and sha512 (os_hash_value); sha256 would only cost time.
+            return await self.blobs.write(chunks, limit, algorithms=("md5", "sha512"))
         except BlobTooLarge:
             self.images.set_status(image.id, restore)
             raise OverQuota(
