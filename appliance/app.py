@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 
 from appliance import __version__
 from appliance.cloud import Cloud, cloud
+from appliance.compute import attachment_routes as compute_attachment_routes
 from appliance.compute import routes as compute_routes
 from appliance.compute import server_routes as compute_server_routes
 from appliance.compute import wire as compute_wire
@@ -34,13 +35,22 @@ from appliance.images.migrations import migrations as image_migrations
 from appliance.objects import swift_routes
 from appliance.objects.migrations import migrations as object_migrations
 from appliance.objects.s3_routes import s3_app
-from appliance.web.dialects import GLANCE, KEYSTONE, NOVA
+from appliance.volumes import routes as volume_routes
+from appliance.volumes import wire as volume_wire
+from appliance.volumes.migrations import migrations as volume_migrations
+from appliance.web.dialects import CINDER, GLANCE, KEYSTONE, NOVA
 from appliance.web.microversions import MicroversionMiddleware, Microversions, Version
 from appliance.web.middleware import RequestMiddleware
 
 log = logging.getLogger("nube")
 
-MIGRATIONS = (identity_migrations, image_migrations, object_migrations, compute_migrations)
+MIGRATIONS = (
+    identity_migrations,
+    image_migrations,
+    object_migrations,
+    compute_migrations,
+    volume_migrations,
+)
 
 # What this process serves; each service adds its line when it lands (and its Mount below).
 CATALOG_SERVICES = (
@@ -51,6 +61,8 @@ CATALOG_SERVICES = (
     ),
     CatalogService("s3", "s3", "", port="s3", description="S3"),
     CatalogService("compute", "nova", "/compute/v2.1", description="Compute"),
+    CatalogService("block-storage", "cinderv3", "/volume/v3", description="Block Storage"),
+    CatalogService("volumev3", "cinderv3", "/volume/v3", description="Block Storage (alias)"),
 )
 
 
@@ -113,9 +125,23 @@ def create_app(
         "X-OpenStack-Nova-API-Version",
     )
     compute_app = Starlette(
-        routes=compute_routes.routes + compute_server_routes.routes,
+        routes=compute_routes.routes
+        + compute_server_routes.routes
+        + compute_attachment_routes.routes,
         exception_handlers=NOVA.exception_handlers(),
         middleware=[Middleware(MicroversionMiddleware, versions=compute_versions, dialect=NOVA)],
+    )
+
+    volume_versions = Microversions(
+        "volume",
+        Version.parse(volume_wire.MIN_VERSION),
+        Version.parse(volume_wire.MAX_VERSION),
+        "X-OpenStack-Volume-API-Version",
+    )
+    volume_app = Starlette(
+        routes=volume_routes.routes,
+        exception_handlers=CINDER.exception_handlers(),
+        middleware=[Middleware(MicroversionMiddleware, versions=volume_versions, dialect=CINDER)],
     )
 
     def resolver(scope: Scope) -> Any:
@@ -137,6 +163,10 @@ def create_app(
             Route("/compute/", compute_routes.versions, methods=["GET"]),
             Route("/compute/v2.1", compute_routes.version, methods=["GET"]),
             Mount("/compute/v2.1", app=compute_app),
+            Route("/volume", volume_routes.versions, methods=["GET"]),
+            Route("/volume/", volume_routes.versions, methods=["GET"]),
+            Route("/volume/v3", volume_routes.version, methods=["GET"]),
+            Mount("/volume/v3", app=volume_app),
         ],
         middleware=[Middleware(RequestMiddleware, resolver=resolver)],
         lifespan=lifespan,

@@ -41,6 +41,10 @@ from appliance.objects.multipart import Multipart
 from appliance.objects.service import DEFAULT_LIMITS as OBJECT_LIMITS
 from appliance.objects.service import ObjectStore
 from appliance.tasks import Jobs
+from appliance.volumes.attachments import Attachments
+from appliance.volumes.operations import Operations as VolumeOperations
+from appliance.volumes.service import DEFAULT_LIMITS as VOLUME_LIMITS
+from appliance.volumes.service import Volumes
 
 
 @dataclass(slots=True)
@@ -66,6 +70,9 @@ class Cloud:
     servers: Servers
     lifecycle: Lifecycle
     consoles: Consoles
+    volumes: Volumes
+    volume_operations: VolumeOperations
+    attachments: Attachments
 
     @classmethod
     def build(
@@ -105,6 +112,18 @@ class Cloud:
             db, blobs, lambda project_id, name: limits.limit(project_id, "object-store", name)
         )
         jobs.add_reconciler("objects", objects.reconcile)
+        volumes = Volumes(db, limits, images)
+        volume_operations = VolumeOperations(
+            volumes,
+            servers,
+            images,
+            image_data,
+            blobs,
+            jobs,
+            hypervisor,
+            config.data_dir / "volumes",
+        )
+        lifecycle.on_deleted.append(volume_operations.server_deleted)
         return cls(
             config=config,
             db=db,
@@ -127,6 +146,9 @@ class Cloud:
             servers=servers,
             lifecycle=lifecycle,
             consoles=Consoles(db, hypervisor),
+            volumes=volumes,
+            volume_operations=volume_operations,
+            attachments=Attachments(servers, volumes, volume_operations),
         )
 
     def start(self) -> None:
@@ -138,6 +160,8 @@ class Cloud:
             self.limits.ensure_defaults("object-store", OBJECT_LIMITS)
         if "compute" in served:
             self.limits.ensure_defaults("compute", COMPUTE_LIMITS)
+        if "block-storage" in served:
+            self.limits.ensure_defaults("block-storage", VOLUME_LIMITS)
 
     def console_output(self, server: Server, length: int | None) -> str:
         """The tail of a server's serial console log (os-getConsoleOutput)."""

@@ -60,6 +60,8 @@ class Lifecycle:
         # Several Nubes may share one libvirt (tests do): each only ever touches domains it made.
         self.cloud_id = cloud_id
         servers.submit = self.submit
+        # Called with a server's id once its domain is gone (volumes free their attachments).
+        self.on_deleted: list[Callable[[str], None]] = []
         self._waiting: set[asyncio.Task[None]] = set()
         jobs.add_reconciler("servers", self.reconcile)
         self._steps: dict[str, Callable[[Server, dict[str, Any]], Awaitable[None]]] = {
@@ -228,6 +230,8 @@ class Lifecycle:
         await asyncio.to_thread(qemu_log.unlink, True)
         self.servers.set(server.id, vm_state=str(VmState.DELETED), task_state=None, power_state=int(Power.NOSTATE),
                          terminated_at=stamp(), deleted_at=stamp())  # fmt: skip
+        for hook in self.on_deleted:
+            hook(server.id)
 
     async def _stop(self, server: Server, args: dict[str, Any]) -> None:
         await asyncio.to_thread(self.hv.shutdown, server.domain_name, 60)
