@@ -241,14 +241,15 @@ async def list_v1(r: S3Request) -> Response:
 async def list_versions(r: S3Request) -> Response:
     bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucketVersions")
     q = r.query
-    versions, truncated = _store(r).list_versions(
+    entries, truncated = _store(r).list_versions(
         bucket.name,
         q.get("prefix", ""),
+        q.get("delimiter", ""),
         q.get("key-marker", ""),
         q.get("version-id-marker", ""),
         max_keys(q),
     )
-    return xml(wire.list_versions_xml(bucket, versions, truncated, q))
+    return xml(wire.list_versions_xml(bucket, entries, truncated, q))
 
 
 # -- objects -------------------------------------------------------------------------------------

@@ -168,6 +168,12 @@ def check_conditions(v: Version | None, c: Conditions, reading: bool) -> None:
         raise S3Error("NotModified")
 
 
+def _common(key: str, prefix: str, delimiter: str) -> str:
+    """The common prefix `key` rolls up into under `delimiter`, or "" if it is listed itself."""
+    cut = key.find(delimiter, len(prefix)) if delimiter else -1
+    return key[: cut + len(delimiter)] if cut >= 0 else ""
+
+
 def _upper(prefix: str) -> str | None:
     """The smallest string greater than every string starting with `prefix`."""
     if not prefix:
@@ -434,29 +440,59 @@ class ObjectStore:
         return objects, prefixes, truncated, last
 
     def list_versions(
-        self, bucket: str, prefix: str, key_marker: str, version_marker: str, max_keys: int
-    ) -> tuple[list[Version], bool]:
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        version_marker: str,
+        max_keys: int,
+    ) -> tuple[list[Version | str], bool]:
+        """One page of versions (each key's newest first) and common prefixes (str), in key order,
+        and whether more follow. A common prefix counts as one entry, as in ListObjects."""
         upper = _upper(prefix)
-        sql = "SELECT * FROM versions WHERE bucket = ? AND key >= ?"
-        params: list[Any] = [bucket, prefix]
-        if upper is not None:
-            sql += " AND key < ?"
-            params.append(upper)
-        if key_marker:
-            if version_marker:
-                marker = self._one(
-                    "SELECT id FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
-                    [bucket, key_marker, version_marker],
-                )
-                sql += " AND (key > ? OR (key = ? AND id < ?))"
-                params += [key_marker, key_marker, marker["id"] if marker else 0]
-            else:
-                sql += " AND key > ?"
-                params.append(key_marker)
-        sql += " ORDER BY key, id DESC LIMIT ?"
-        params.append(max_keys + 1)
-        rows = [Version.from_row(r) for r in self._all(sql, params)]
-        return rows[:max_keys], len(rows) > max_keys
+        if key_marker and delimiter and _common(key_marker, prefix, delimiter) == key_marker:
+            after: tuple[str, list[Any]] = ("key >= ?", [_upper(key_marker)])  # past the prefix
+        elif key_marker and version_marker:
+            marker = self._one(
+                "SELECT id FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+                [bucket, key_marker, version_marker],
+            )
+            after = (
+                "(key > ? OR (key = ? AND id < ?))",
+                [key_marker, key_marker, marker["id"] if marker else 0],
+            )
+        elif key_marker:
+            after = ("key > ?", [key_marker])
+        else:
+            after = ("key >= ?", [prefix])
+        entries: list[Version | str] = []
+        while len(entries) < max_keys + 1:
+            sql = f"SELECT * FROM versions WHERE bucket = ? AND key >= ? AND {after[0]}"
+            params: list[Any] = [bucket, prefix, *after[1]]
+            if upper is not None:
+                sql += " AND key < ?"
+                params.append(upper)
+            want = max_keys + 1 - len(entries)
+            sql += " ORDER BY key, id DESC LIMIT ?"
+            params.append(min(want, 100) if delimiter else want)
+            rows = self._all(sql, params)
+            jumped = False
+            for row in rows:
+                common = _common(row["key"], prefix, delimiter)
+                if common:
+                    entries.append(common)
+                    after = ("key >= ?", [_upper(common)])
+                    jumped = True
+                    break
+                v = Version.from_row(row)
+                entries.append(v)
+                after = ("(key > ? OR (key = ? AND id < ?))", [v.key, v.key, v.id])
+                if len(entries) > max_keys:
+                    break
+            if not jumped and len(rows) < params[-1]:
+                break
+        return entries[:max_keys], len(entries) > max_keys
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -141,22 +141,29 @@ def list_objects_xml(
 
 
 def list_versions_xml(
-    bucket: Bucket, versions: list[Version], truncated: bool, params: dict[str, str]
+    bucket: Bucket, entries: list[Version | str], truncated: bool, params: dict[str, str]
 ) -> bytes:
+    """Versions and delete markers, then the common prefixes (str entries)."""
     url = params.get("encoding-type") == "url"
     root = _doc("ListVersionsResult")
     _add(root, "Name", bucket.name)
     _add(root, "Prefix", _enc(params.get("prefix", ""), url))
     _add(root, "KeyMarker", _enc(params.get("key-marker", ""), url))
     _add(root, "VersionIdMarker", params.get("version-id-marker", ""))
-    if truncated and versions:
-        _add(root, "NextKeyMarker", _enc(versions[-1].key, url))
-        _add(root, "NextVersionIdMarker", versions[-1].version_id)
+    if truncated and entries:
+        last = entries[-1]
+        _add(root, "NextKeyMarker", _enc(last if isinstance(last, str) else last.key, url))
+        if not isinstance(last, str):
+            _add(root, "NextVersionIdMarker", last.version_id)
     _add(root, "MaxKeys", params.get("max-keys", "1000"))
+    if params.get("delimiter"):
+        _add(root, "Delimiter", _enc(params["delimiter"], url))
     if url:
         _add(root, "EncodingType", "url")
     _add(root, "IsTruncated", "true" if truncated else "false")
-    for v in versions:
+    for v in entries:
+        if isinstance(v, str):
+            continue
         item = _add(root, "DeleteMarker" if v.delete_marker else "Version")
         _add(item, "Key", _enc(v.key, url))
         _add(item, "VersionId", v.version_id)
@@ -167,6 +174,9 @@ def list_versions_xml(
             _add(item, "Size", v.size)
             _add(item, "StorageClass", "STANDARD")
         _owner(item, bucket.project_id)
+    for p in entries:
+        if isinstance(p, str):
+            _add(_add(root, "CommonPrefixes"), "Prefix", _enc(p, url))
     return render(root)
 
 

@@ -591,3 +591,15 @@ def test_other_clients_boto3_resource_api(nube: Nube, keys: Keys, bucket: str) -
     )  # fmt: skip
     resource.Object(bucket, "r").put(Body=b"resource")
     assert [o.key for o in resource.Bucket(bucket).objects.all()] == ["r"]
+
+
+def test_list_object_versions_rolls_keys_up_by_delimiter(s3: Any, bucket: str) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for key in ("dir/a", "dir/a", "dir/b", "top"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    got = s3.list_object_versions(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in got["CommonPrefixes"]] == ["dir/"]
+    assert [v["Key"] for v in got["Versions"]] == ["top"]
+    inside = s3.list_object_versions(Bucket=bucket, Prefix="dir/", Delimiter="/")
+    assert [v["Key"] for v in inside["Versions"]] == ["dir/a", "dir/a", "dir/b"]
+    assert "CommonPrefixes" not in inside
