@@ -69,9 +69,7 @@ def test_composite_checksum_is_the_checksum_of_the_part_checksums_with_a_count()
 def store(tmp_path: Path) -> ObjectStore:
     db = open_db(None)
     migrate(db, [migrations])
-    db.execute(
-        "INSERT INTO buckets (name, project_id, created_at) VALUES ('b', 'p', '2026-01-01')"
-    )
+    db.execute("INSERT INTO buckets (name, project_id, created_at) VALUES ('b', 'p', '2026-01-01')")
     return ObjectStore(db, Blobs(tmp_path / "blobs"))
 
 
@@ -122,7 +120,7 @@ def test_common_prefixes_count_toward_max_keys_and_paging_resumes_after_them(
 
 def test_paging_from_a_common_prefix_marker_skips_its_keys(store: ObjectStore) -> None:
     add(store, "a/1", "a/2", "b")
-    keys, prefixes, truncated, last = page(store, delimiter="/", max_keys=1)
+    _, prefixes, truncated, last = page(store, delimiter="/", max_keys=1)
     assert (prefixes, truncated, last) == (["a/"], True, "a/")
     assert page(store, delimiter="/", after="a/")[:2] == (["b"], [])
 

@@ -234,7 +234,9 @@ def test_signed_trailer_verifies_against_the_chained_signature() -> None:
 
     async def run(raw: bytes) -> tuple[bytes, dict[str, str]]:
         trailer = sigv4.Trailer({})
-        out = b"".join([p async for p in sigv4.aws_chunked(pieces(raw, 5), trailer, signed, SECRET)])
+        out = b"".join(
+            [p async for p in sigv4.aws_chunked(pieces(raw, 5), trailer, signed, SECRET)]
+        )
         return out, trailer.headers
 
     out, trailers = asyncio.run(run(body))
