@@ -12,6 +12,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,6 +73,7 @@ def _fsync_dir(path: Path) -> None:
 class Blobs:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nube-hash")
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -140,10 +142,14 @@ class Blobs:
             digests,
         )
 
-    @staticmethod
-    def _write_hash(handle: object, hasher: _Hasher, data: bytes) -> None:
+    def _write_hash(self, handle: object, hasher: _Hasher, data: bytes) -> None:
+        # hashlib releases the GIL on large buffers: each digest runs on its own core at once.
+        others = [self._pool.submit(h.update, data) for h in hasher.all[1:]]
         handle.write(data)  # type: ignore[attr-defined]
-        hasher.update(data)
+        if hasher.all:
+            hasher.all[0].update(data)
+        for future in others:
+            future.result()
 
     @staticmethod
     def _finish(handle: object) -> None:
