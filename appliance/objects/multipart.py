@@ -130,7 +130,7 @@ class Multipart:
         if up.checksum_algorithm and not checks.checksum_algorithm:
             checks.checksum_algorithm = up.checksum_algorithm
         written, value = await self.store.receive(bucket.project_id, body, checks, part=True)
-        blob = self.store._commit_blob(written)
+        blob = await self.store._commit_blob(written)
         old = None
         try:
             with self.db.atomic():

@@ -8,6 +8,7 @@ Both S3 and Swift call this module; neither sees the other's wire format.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -520,9 +521,10 @@ class ObjectStore:
             raise
         return written, value
 
-    def _commit_blob(self, written: Written) -> str:
+    async def _commit_blob(self, written: Written) -> str:
+        # Rename and directory fsync off the event loop: an fsync there stalls every request.
         key = uuid.uuid4().hex + BLOB_SUFFIX
-        self.blobs.commit(written, key)
+        await asyncio.to_thread(self.blobs.commit, written, key)
         return key
 
     def _insert(
@@ -598,7 +600,7 @@ class ObjectStore:
         if conditions:
             check_conditions(self._live(name, key), conditions, reading=False)
         written, value = await self.receive(bucket.project_id, body, checks)
-        blob = self._commit_blob(written)
+        blob = await self._commit_blob(written)
         try:
             with self.db.atomic():
                 bucket = self.bucket(name)
