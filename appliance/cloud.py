@@ -124,6 +124,8 @@ class Cloud:
             config.data_dir / "volumes",
         )
         lifecycle.on_deleted.append(volume_operations.server_deleted)
+        attachments = Attachments(servers, volumes, volume_operations)
+        lifecycle.boot_disk = attachments.boot_disk
         return cls(
             config=config,
             db=db,
@@ -148,7 +150,7 @@ class Cloud:
             consoles=Consoles(db, hypervisor),
             volumes=volumes,
             volume_operations=volume_operations,
-            attachments=Attachments(servers, volumes, volume_operations),
+            attachments=attachments,
         )
 
     def start(self) -> None:

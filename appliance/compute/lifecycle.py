@@ -9,6 +9,7 @@ import logging
 import shutil
 import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ AT_REST = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class BootDisk:
+    path: Path
+    serial: str
+    properties: dict[str, Any]  # the image properties the volume carries (kernel_id, ...)
+
+
 class Lifecycle:
     def __init__(
         self,
@@ -62,6 +70,8 @@ class Lifecycle:
         servers.submit = self.submit
         # Called with a server's id once its domain is gone (volumes free their attachments).
         self.on_deleted: list[Callable[[str], None]] = []
+        # Set by block storage: the root disk of a server that boots from a volume.
+        self.boot_disk: Callable[[Server], Awaitable[BootDisk]] | None = None
         self._waiting: set[asyncio.Task[None]] = set()
         jobs.add_reconciler("servers", self.reconcile)
         self._steps: dict[str, Callable[[Server, dict[str, Any]], Awaitable[None]]] = {
@@ -151,9 +161,15 @@ class Lifecycle:
             tmp.replace(dest)
         return dest
 
-    async def _spec(self, server: Server, flavor: Flavor, image: Image) -> DomainSpec:
+    async def _spec(
+        self, server: Server, flavor: Flavor, image: Image | None, boot: BootDisk | None = None
+    ) -> DomainSpec:
         folder = self._dir(server)
-        disks = [Disk(folder / "disk", "vda", server.id[:20])]
+        disks = [
+            Disk(boot.path, "vda", boot.serial)
+            if boot
+            else Disk(folder / "disk", "vda", server.id[:20])
+        ]
         if server.config_drive:
             disks.append(
                 Disk(
@@ -167,7 +183,7 @@ class Lifecycle:
                 )
             )
         kernel = initrd = cmdline = None
-        props = image.properties
+        props = boot.properties if boot else image.properties if image else {}
         if props.get("kernel_id"):
             kernel = await self._raw_file(props["kernel_id"])
             if props.get("ramdisk_id"):
@@ -188,12 +204,14 @@ class Lifecycle:
             "devices": [],
         }  # fmt: skip
 
-    async def _prepare_disks(self, server: Server, flavor: Flavor, image: Image) -> None:
+    async def _prepare_disks(self, server: Server, flavor: Flavor, image: Image | None) -> None:
+        """The root overlay (unless the server boots from a volume: image None) and config drive."""
         folder = self._dir(server)
         folder.mkdir(parents=True, exist_ok=True)
-        base = await self._base_of(image)
-        size = flavor.disk * GiB if flavor.disk else None
-        await asyncio.to_thread(storage.create_overlay, base, folder / "disk", size)
+        if image is not None:
+            base = await self._base_of(image)
+            size = flavor.disk * GiB if flavor.disk else None
+            await asyncio.to_thread(storage.create_overlay, base, folder / "disk", size)
         if server.config_drive:
             user_data = base64.b64decode(server.user_data) if server.user_data else None
             network_data: dict[str, Any] = {"links": [], "networks": [], "services": []}
@@ -216,9 +234,16 @@ class Lifecycle:
 
     async def _spawn(self, server: Server, args: dict[str, Any]) -> None:
         self.servers.set(server.id, task_state=str(Task.SPAWNING))
-        image = self._image(server.image_id)
-        await self._prepare_disks(server, server.flavor, image)
-        spec = await self._spec(server, server.flavor, image)
+        if server.image_id is None:  # boots from a volume: block storage hands over its disk
+            if self.boot_disk is None:
+                raise RuntimeError("Booting from a volume needs the block storage service.")
+            boot = await self.boot_disk(server)
+            await self._prepare_disks(server, server.flavor, None)
+            spec = await self._spec(server, server.flavor, None, boot)
+        else:
+            image = self._image(server.image_id)
+            await self._prepare_disks(server, server.flavor, image)
+            spec = await self._spec(server, server.flavor, image)
         await asyncio.to_thread(self.hv.create, spec)
         self._settle(server.id, VmState.ACTIVE, PowerState.RUNNING, launched_at=stamp(), fault=None)
 

@@ -62,6 +62,8 @@ class Servers:
         self.images = images
         # lifecycle.py plugs itself in: (action, server_id, ctx, args) -> None
         self.submit: Callable[[str, str, Context, dict[str, Any]], None] = lambda *a: None
+        # Block storage plugs in: make or reserve the root volume of (ctx, server_id, bdm).
+        self.prepare_boot_volume: Callable[[Context, str, dict[str, Any]], None] = _no_volumes
 
     # -- rows ----------------------------------------------------------------------------------
 
@@ -118,16 +120,18 @@ class Servers:
         if not isinstance(flavor_ref, str | int):
             raise Invalid("flavorRef is required.")
         flavor = self.flavors.get(ctx, str(flavor_ref).rstrip("/").rsplit("/", 1)[-1])
-        image_id = self._image_ref(spec)
-        image = self.images.row(image_id) if image_id else None
-        if image is None or not self.images.visible(ctx, image):
-            raise Invalid(f"Image {image_id} could not be found.")
-        if image.status != ImageStatus.ACTIVE:
-            raise Conflict(f"Image {image_id} is not active.")
-        if image.min_ram and flavor.ram < image.min_ram:
-            raise Invalid("Flavor's memory is too small for requested image.")
-        if image.min_disk and flavor.disk and flavor.disk < image.min_disk:
-            raise Invalid("Flavor's disk is too small for requested image.")
+        boot = _boot_volume(spec)
+        image_id = None if boot else self._image_ref(spec)
+        if boot is None:
+            image = self.images.row(image_id) if image_id else None
+            if image is None or not self.images.visible(ctx, image):
+                raise Invalid(f"Image {image_id} could not be found.")
+            if image.status != ImageStatus.ACTIVE:
+                raise Conflict(f"Image {image_id} is not active.")
+            if image.min_ram and flavor.ram < image.min_ram:
+                raise Invalid("Flavor's memory is too small for requested image.")
+            if image.min_disk and flavor.disk and flavor.disk < image.min_disk:
+                raise Invalid("Flavor's disk is too small for requested image.")
         self._networks(spec, version)
         groups = spec.get("security_groups")
         if groups not in (None, [], [{"name": "default"}]):
@@ -166,6 +170,8 @@ class Servers:
                 self.quotas.check_servers(ctx.project_id, min_count, flavor.vcpus, flavor.ram)
                 or "Quota exceeded"
             )
+        if boot is not None and count != 1:
+            raise Invalid("A server that boots from a volume is created one at a time.")
         reservation = f"r-{uuid.uuid4().hex[:8]}"
         made = []
         now = stamp()
@@ -184,6 +190,14 @@ class Servers:
                      spec.get("accessIPv6") or "", index, reservation, _hostname(display), now, now],
                 )  # fmt: skip
                 made.append(server_id)
+        if boot is not None:
+            try:
+                self.prepare_boot_volume(ctx, made[0], boot)
+            except Exception:
+                self.set(
+                    made[0], vm_state=str(VmState.DELETED), task_state=None, deleted_at=stamp()
+                )
+                raise
         for server_id in made:
             self.submit("create", server_id, ctx, {})
         return [s for s in (self.row(i) for i in made) if s is not None]
@@ -191,10 +205,6 @@ class Servers:
     def _image_ref(self, spec: dict[str, Any]) -> str | None:
         ref = spec.get("imageRef")
         for bdm in spec.get("block_device_mapping_v2") or []:
-            if bdm.get("destination_type") == "volume":
-                raise Invalid(
-                    "Booting from a volume needs the block storage service, which is not available yet."
-                )
             if bdm.get("source_type") == "image" and bdm.get("boot_index") in (0, "0"):
                 ref = ref or bdm.get("uuid")
         if not ref:
@@ -371,6 +381,32 @@ class Servers:
         return self._rows(
             "SELECT * FROM instance_actions WHERE server_id = ? ORDER BY id DESC", [server_id]
         )
+
+
+def _no_volumes(ctx: Context, server_id: str, bdm: dict[str, Any]) -> None:
+    raise Invalid("Booting from a volume needs the block storage service.")
+
+
+def _boot_volume(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The boot_index 0 block device mapping when the root disk is a volume, else None.
+
+    (OSC --boot-from-volume: source image, destination volume, volume_size; --volume: source volume.)"""
+    mappings = spec.get("block_device_mapping_v2") or []
+    if not isinstance(mappings, list):
+        raise Invalid("block_device_mapping_v2 must be a list.")
+    for bdm in mappings:
+        if not isinstance(bdm, dict):
+            raise Invalid("Each block device mapping must be an object.")
+        if bdm.get("destination_type") != "volume":
+            continue
+        if str(bdm.get("boot_index")) not in ("0", "None") or len(mappings) > 1:
+            raise Invalid("Only one block device mapping, the root volume, is supported.")
+        if bdm.get("source_type") not in ("image", "volume", "snapshot") or not bdm.get("uuid"):
+            raise Invalid("A root volume needs source_type image, volume or snapshot and a uuid.")
+        if bdm["source_type"] == "image" and not bdm.get("volume_size"):
+            raise Invalid("Booting from a new volume needs volume_size.")
+        return dict(bdm)
+    return None
 
 
 def fault(message: str, code: int = 500) -> dict[str, Any]:
