@@ -549,3 +549,40 @@ def test_deleting_a_server_while_it_builds_removes_it(
         ["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True, text=True
     ).stdout
     assert f"nube-{server_id}" not in names
+
+
+def test_flavor_extra_specs_set_show_unset(nube: Nube) -> None:
+    admin = nube.env()
+    name = f"spec-{uuid.uuid4().hex[:6]}"
+    cli(admin, "flavor", "create", "--ram", "64", "--vcpus", "1", "--disk", "1", name)
+    cli(admin, "flavor", "set", "--property", "hw:cpu_policy=shared", name)
+    assert cli(admin, "flavor", "show", name, "-f", "json")["properties"] == {
+        "hw:cpu_policy": "shared"
+    }
+    cli(admin, "flavor", "unset", "--property", "hw:cpu_policy", name)
+    assert cli(admin, "flavor", "show", name, "-f", "json")["properties"] == {}
+    cli(admin, "flavor", "delete", name)
+
+
+def test_server_metadata_set_and_unset(nube: Nube, tenant: Tenant, vm: dict[str, Any]) -> None:
+    env = tenant.env(nube)
+    cli(env, "server", "set", "--property", "role=web", "--property", "tier=1", "vm1")
+    assert show(nube, tenant, vm["id"])["metadata"] == {"role": "web", "tier": "1"}
+    cli(env, "server", "unset", "--property", "tier", "vm1")
+    assert show(nube, tenant, vm["id"])["metadata"] == {"role": "web"}
+
+
+def test_server_list_filters_by_name_regex_and_status(
+    nube: Nube, tenant: Tenant, vm: dict[str, Any]
+) -> None:
+    token = tenant.headers(nube)["X-Auth-Token"]
+    hit = requests.get(
+        compute(nube, "/servers?name=^vm"), headers=nova_headers(token), timeout=10
+    ).json()["servers"]
+    miss = requests.get(
+        compute(nube, "/servers?name=^zz"), headers=nova_headers(token), timeout=10
+    ).json()["servers"]
+    shutoff = requests.get(
+        compute(nube, "/servers?status=SHUTOFF"), headers=nova_headers(token), timeout=10
+    ).json()["servers"]
+    assert [s["id"] for s in hit] == [vm["id"]] and miss == [] and shutoff == []
