@@ -28,6 +28,11 @@ LIST_PARAMS = {
     "display_description", "image_ref", "instance_type_id", "security_groups", "info_cache", "metadata",
 }  # fmt: skip
 
+
+def _volumes(request: Request, server_id: str) -> list[tuple[str, bool]]:
+    return cloud(request).attachments.summary(server_id)
+
+
 SIMPLE_ACTIONS = {
     "os-stop": ("stop", Task.POWERING_OFF),
     "os-start": ("start", Task.POWERING_ON),
@@ -66,7 +71,9 @@ def _list(request: Request, detail: bool) -> Response:
     page = paginate(found, page_request(q), key=lambda s: s.id)
     if detail:
         items = [
-            wire.server_json(s, base(request), v(request), ctx.is_admin, show=False)
+            wire.server_json(
+                s, base(request), v(request), ctx.is_admin, False, _volumes(request, s.id)
+            )
             for s in page.items
         ]
     else:
@@ -105,14 +112,26 @@ async def servers_create(request: Request) -> Response:
 async def servers_show(request: Request) -> Response:
     ctx = caller(request)
     server = cloud(request).servers.get(ctx, request.path_params["server_id"])
-    return ok({"server": wire.server_json(server, base(request), v(request), ctx.is_admin)})
+    return ok(
+        {
+            "server": wire.server_json(
+                server, base(request), v(request), ctx.is_admin, True, _volumes(request, server.id)
+            )
+        }
+    )
 
 
 async def servers_update(request: Request) -> Response:
     ctx = caller(request)
     spec = member(await json_body(request, BODY_LIMIT), "server")
     server = cloud(request).servers.update(ctx, request.path_params["server_id"], spec)
-    return ok({"server": wire.server_json(server, base(request), v(request), ctx.is_admin)})
+    return ok(
+        {
+            "server": wire.server_json(
+                server, base(request), v(request), ctx.is_admin, True, _volumes(request, server.id)
+            )
+        }
+    )
 
 
 async def servers_delete(request: Request) -> Response:
@@ -199,7 +218,17 @@ async def server_action(request: Request) -> Response:
             )
         server = servers.act(ctx, server_id, "rebuild", rebuild, Task.REBUILDING)
         return ok(
-            {"server": wire.server_json(server, base(request), v(request), ctx.is_admin)}, 202
+            {
+                "server": wire.server_json(
+                    server,
+                    base(request),
+                    v(request),
+                    ctx.is_admin,
+                    True,
+                    _volumes(request, server.id),
+                )
+            },
+            202,
         )
     if name == "createImage":
         spec = args or {}

@@ -3,6 +3,7 @@ openstack-api.md §1.4, §1.7). `v` is the negotiated (major, minor)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from appliance.compute.models import Flavor, Keypair, Server
@@ -77,7 +78,15 @@ def server_brief_json(s: Server, base: str) -> dict[str, Any]:
     return {"id": s.id, "name": s.name, "links": _links(base, "servers", s.id)}
 
 
-def server_json(s: Server, base: str, v: Version, admin: bool, show: bool = True) -> dict[str, Any]:
+def server_json(
+    s: Server,
+    base: str,
+    v: Version,
+    admin: bool,
+    show: bool = True,
+    volumes: Sequence[tuple[str, bool]] = (),
+) -> dict[str, Any]:
+    """`volumes`: (volume id, delete_on_termination) of each attached volume."""
     image: Any = (
         {
             "id": s.image_id,
@@ -106,7 +115,7 @@ def server_json(s: Server, base: str, v: Version, admin: bool, show: bool = True
         "OS-SRV-USG:terminated_at": _usage_time(s.terminated_at),
         "OS-EXT-STS:task_state": s.task_state, "OS-EXT-STS:vm_state": s.vm_state,
         "OS-EXT-STS:power_state": s.power_state, "security_groups": [{"name": "default"}],
-        "os-extended-volumes:volumes_attached": [],
+        "os-extended-volumes:volumes_attached": [{"id": vid} for vid, _ in volumes],
     }  # fmt: skip
     if s.status in ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"):
         body["progress"] = 0 if s.status != "ACTIVE" else 100
@@ -125,7 +134,9 @@ def server_json(s: Server, base: str, v: Version, admin: bool, show: bool = True
                 "OS-EXT-SRV-ATTR:user_data": s.user_data,
             })  # fmt: skip
     if v >= (2, 3):
-        body["os-extended-volumes:volumes_attached"] = []
+        body["os-extended-volumes:volumes_attached"] = [
+            {"id": vid, "delete_on_termination": dot} for vid, dot in volumes
+        ]
     if v >= (2, 9):
         body["locked"] = s.locked
     if v >= (2, 16) and admin:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import uuid
 from typing import Any
 
@@ -68,6 +69,10 @@ class Attachments:
     def list(self, ctx: Context, server_id: str) -> list[Volume]:
         self.servers.get(ctx, server_id)
         return self.volumes.attached_to(server_id)
+
+    def summary(self, server_id: str) -> builtins.list[tuple[str, bool]]:
+        """(volume id, delete_on_termination) of what a server has attached, for its server body."""
+        return [(v.id, v.delete_on_termination) for v in self.volumes.attached_to(server_id)]
 
     def get(self, ctx: Context, server_id: str, volume_id: str) -> Volume:
         for volume in self.list(ctx, server_id):

@@ -183,6 +183,11 @@ def test_attach_write_detach_and_read_on_a_second_server(
         f"NUBE-TINY BLOCK + vdb size={GiB_SECTORS} serial={serial(vol1['id'])}",
     )
     wait_console(nube, tenant, a["id"], f"VOLTEST WROTE {serial(vol1['id'])}")
+    shown = requests.get(compute(nube, f"/servers/{a['id']}"), timeout=10,
+                         headers=nova_headers(tenant.headers(nube)["X-Auth-Token"]))  # fmt: skip
+    assert shown.json()["server"]["os-extended-volumes:volumes_attached"] == [
+        {"id": vol1["id"], "delete_on_termination": False}
+    ]
     listed = cli(env, "server", "volume", "list", a["id"], "-f", "json")
     assert [x["Volume ID"] for x in listed] == [vol1["id"]]
     assert cli(env, "volume", "delete", vol1["id"], check=False).returncode != 0
