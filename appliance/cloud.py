@@ -126,6 +126,7 @@ class Cloud:
         lifecycle.on_deleted.append(volume_operations.server_deleted)
         attachments = Attachments(servers, volumes, volume_operations)
         lifecycle.boot_disk = attachments.boot_disk
+        lifecycle.volume_disks = attachments.data_disks
         return cls(
             config=config,
             db=db,

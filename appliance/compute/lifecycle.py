@@ -72,6 +72,8 @@ class Lifecycle:
         self.on_deleted: list[Callable[[str], None]] = []
         # Set by block storage: the root disk of a server that boots from a volume.
         self.boot_disk: Callable[[Server], Awaitable[BootDisk]] | None = None
+        # Set by block storage: the data volumes attached to a server, for its domain definition.
+        self.volume_disks: Callable[[str], list[Disk]] = lambda server_id: []
         self._waiting: set[asyncio.Task[None]] = set()
         jobs.add_reconciler("servers", self.reconcile)
         self._steps: dict[str, Callable[[Server, dict[str, Any]], Awaitable[None]]] = {
@@ -182,6 +184,7 @@ class Lifecycle:
                     format="raw",
                 )
             )
+        disks += self.volume_disks(server.id)  # attached volumes survive resize and rebuild
         kernel = initrd = cmdline = None
         props = boot.properties if boot else image.properties if image else {}
         if props.get("kernel_id"):

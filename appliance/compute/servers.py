@@ -306,6 +306,8 @@ class Servers:
     ) -> Server:
         """Check that the action fits the server's state, set its task state, start the job."""
         server = self._writable(ctx, server_id)
+        if server.image_id is None and action in ("resize", "rebuild", "createImage"):
+            raise Conflict(f"Cannot '{action}' instance {server_id}: it boots from a volume.")
         allowed = ALLOWED.get(action)
         if allowed is not None and server.vm_state not in allowed:
             raise Conflict(

@@ -7,6 +7,7 @@ import builtins
 import uuid
 from typing import Any
 
+from appliance.compute.domain_xml import Disk
 from appliance.compute.lifecycle import BootDisk
 from appliance.compute.models import Server, VmState
 from appliance.compute.servers import Servers
@@ -73,6 +74,14 @@ class Attachments:
     def summary(self, server_id: str) -> builtins.list[tuple[str, bool]]:
         """(volume id, delete_on_termination) of what a server has attached, for its server body."""
         return [(v.id, v.delete_on_termination) for v in self.volumes.attached_to(server_id)]
+
+    def data_disks(self, server_id: str) -> builtins.list[Disk]:
+        """The attached data volumes (not the root) of a server whose domain is (re)defined."""
+        return [
+            Disk(self.operations.path(v.id), v.target, serial_of(v.id))
+            for v in self.volumes.attached_to(server_id)
+            if v.target and v.target != "vda" and v.status in (Status.IN_USE, Status.EXTENDING)
+        ]
 
     def get(self, ctx: Context, server_id: str, volume_id: str) -> Volume:
         for volume in self.list(ctx, server_id):
