@@ -65,6 +65,14 @@ else
     echo "    not root: tests/host skip without libvirt"
 fi
 
+# The compute, volume and host tiers boot this guest; build it before pytest collects them.
+say "guest image nube-tiny (images/build-nube-tiny.sh)"
+if [[ $(id -u) == 0 ]]; then
+    images/build-nube-tiny.sh 2>&1 | tail -n 2 | sed 's/^/    /'
+else
+    echo "    not root: tests that boot nube-tiny skip"
+fi
+
 failed=()
 run_check() { # run_check NAME command...: run it, remember a failure, keep going
     local name=$1
