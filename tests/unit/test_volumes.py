@@ -120,3 +120,17 @@ def test_disk_targets_and_serials_from_domain_xml() -> None:
     assert free_target(xml) == "vdc"
     assert target_with_serial(xml, "0123456789abcdef0123") == "vdb"
     assert target_with_serial(xml, "nope") is None
+
+
+def test_volume_json_has_the_keys_tempest_requires_and_no_others(cloud: Cloud) -> None:
+    vol = run(cloud, lambda: cloud.volumes.create(member("p1"), {"size": 1}))
+    row = cloud.volumes.row(vol.id)  # type: ignore[attr-defined]
+    assert row is not None
+    body = wire.volume_json(row, "http://h", (3, 0), admin=False)
+    required = {"id", "name", "status", "size", "availability_zone", "created_at", "updated_at", "attachments",
+                "links", "encrypted", "replication_status", "user_id", "metadata", "description", "multiattach",
+                "consistencygroup_id", "bootable", "volume_type", "snapshot_id", "source_volid"}  # fmt: skip
+    assert required <= set(body) and set(body) - required == {"os-vol-tenant-attr:tenant_id"}
+    assert body["bootable"] == "false"
+    newer = wire.volume_json(row, "http://h", (3, 71), admin=False)
+    assert newer["volume_type_id"] == wire.DEFAULT_TYPE_ID and newer["consumes_quota"] is True
