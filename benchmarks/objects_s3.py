@@ -98,9 +98,16 @@ def start_nube(work: Path) -> Server:
     env = {**os.environ, "NUBE_ADMIN_PASSWORD": PASSWORD, "NUBE_LOG_LEVEL": "warning"}
     cmd = [str(BIN / "nube"), "serve", "--data-dir", str(work / "nube"), "--bind", "127.0.0.1",
            "--port", str(port), "--s3-port", str(s3)]  # fmt: skip
-    proc = subprocess.Popen(pinned(cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log = open(work / "nube.log", "wb")
+    proc = subprocess.Popen(pinned(cmd), env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/identity"
-    wait_http(url, lambda r: r.status_code == 300)
+    try:
+        wait_http(url, lambda r: r.status_code == 300 or proc.poll() is not None)
+        if proc.poll() is not None:
+            raise RuntimeError(f"nube serve exited: {(work / 'nube.log').read_text()[-3000:]}")
+    except BaseException:
+        proc.kill()
+        raise
     body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": PASSWORD}}},
                      "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}  # fmt: skip
     r = requests.post(f"{url}/v3/auth/tokens", json=body, timeout=30)
