@@ -190,7 +190,9 @@ class Operations:
         assert volume is not None
         size = int(args["size"]) * GiB
         domain = self._domain(volume.server_id) if volume.target else None
-        if domain and await asyncio.to_thread(self.hv.state, domain) is not None and volume.target:
+        power = await asyncio.to_thread(self.hv.state, domain) if domain else None
+        if domain and volume.target and power in (PowerState.RUNNING, PowerState.PAUSED):
+            # QEMU holds the file: grow it through QEMU, which also tells the guest.
             await asyncio.to_thread(self.hv.block_resize, domain, volume.target, size)
         else:
             await asyncio.to_thread(storage.resize, self.path(volume_id), size, "qcow2")
