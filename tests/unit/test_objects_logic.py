@@ -3,17 +3,28 @@ in-memory SQLite with the object-store migrations."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from appliance.blobs import Blobs
+from appliance.context import Context
 from appliance.db import migrate, open_db
 from appliance.objects import checksums
+from appliance.objects.errors import S3Error
 from appliance.objects.migrations import migrations
-from appliance.objects.service import ObjectStore, Version
+from appliance.objects.service import (
+    BLOB_SUFFIX,
+    Attributes,
+    Checks,
+    Conditions,
+    ObjectStore,
+    Version,
+)
 
 CHECK = b"123456789"  # the standard CRC check input
 
@@ -185,3 +196,47 @@ def test_version_rows_round_trip_through_the_dataclass(store: ObjectStore) -> No
     add(store, "k")
     v = store.latest("b", "k")
     assert isinstance(v, Version) and v.is_latest and v.segments == []
+
+
+# -- group commit ----------------------------------------------------------------------------
+
+
+def member() -> Context:
+    return Context(
+        user_id="u", user_name="u", user_domain_id="default",
+        roles=frozenset({"member", "reader"}), project_id="p",
+    )  # fmt: skip
+
+
+async def body(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def test_concurrent_puts_share_commits_and_a_failed_one_leaves_no_blob(store: ObjectStore) -> None:
+    commits: list[str] = []
+    store.db.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+
+    async def run() -> list[object]:
+        await store.put(member(), "b", "taken", body(b"first"), Attributes(), Checks())
+        commits.clear()
+        puts = [
+            store.put(member(), "b", f"k{i}", body(b"x" * i), Attributes(), Checks())
+            for i in range(20)
+        ]
+        clash = store.put(member(), "b", "taken", body(b"second"), Attributes(), Checks(),
+                          Conditions(if_none_match="*"))  # fmt: skip
+        return await asyncio.gather(*puts, clash, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, Version) for r in results[:20])
+    assert isinstance(results[20], S3Error) and results[20].code == "PreconditionFailed"
+    assert len(commits) < 20
+    assert page(store)[0] == sorted(["taken", *(f"k{i}" for i in range(20))])
+    assert sorted(store.blobs.keys(BLOB_SUFFIX)) == sorted(store.referenced())
+    got = asyncio.run(_read(store, "taken"))
+    assert got == b"first"
+
+
+async def _read(store: ObjectStore, key: str) -> bytes:
+    v = store.version("b", key, None)
+    return b"".join([chunk async for chunk in store.read(v)])
