@@ -136,9 +136,10 @@ class Operations:
             if domain and power == PowerState.RUNNING:
                 self.hv.unpause(domain)
 
-    def _copy_of(self, volume: Volume, dest: Path) -> None:
+    def _copy_of(self, volume: Volume, dest: Path, fmt: str = "qcow2") -> None:
+        """Runs in a worker thread: libvirt and qemu-img calls block."""
         with self._quiesced(volume) as held:
-            convert(self.path(volume.id), dest, "qcow2", "qcow2", held)
+            convert(self.path(volume.id), dest, "qcow2", fmt, held)
 
     # -- create / delete / extend --------------------------------------------------------------
 
@@ -232,10 +233,7 @@ class Operations:
         assert volume is not None
         tmp = self.root / f".upload-{args['image_id']}.{args['format']}"
         try:
-            with self._quiesced(volume) as held:
-                await asyncio.to_thread(
-                    convert, self.path(volume_id), tmp, "qcow2", args["format"], held
-                )
+            await asyncio.to_thread(self._copy_of, volume, tmp, args["format"])
             await self.image_data.upload_file(args["image_id"], tmp)
         finally:
             tmp.unlink(missing_ok=True)
