@@ -21,6 +21,8 @@ set -Eeuo pipefail
 APT_PACKAGES="python3 python3-venv ca-certificates qemu-utils"
 # Compute: QEMU and libvirt, xorriso for config drives, and what pip needs to build libvirt-python.
 APT_PACKAGES+=" qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc python3-dev xorriso"
+# Networking: bridges and namespaces (iproute2), DHCP (dnsmasq), security groups later (nftables).
+APT_PACKAGES+=" dnsmasq-base nftables iproute2"
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 PREFIX=$(realpath -m -- "${NUBE_PREFIX:-/opt/nube}")

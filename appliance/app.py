@@ -32,13 +32,15 @@ from appliance.identity.catalog import Catalog, CatalogService
 from appliance.identity.migrations import migrations as identity_migrations
 from appliance.images import routes as image_routes
 from appliance.images.migrations import migrations as image_migrations
+from appliance.network import routes as network_routes
+from appliance.network.migrations import migrations as network_migrations
 from appliance.objects import swift_routes
 from appliance.objects.migrations import migrations as object_migrations
 from appliance.objects.s3_routes import s3_app
 from appliance.volumes import routes as volume_routes
 from appliance.volumes import wire as volume_wire
 from appliance.volumes.migrations import migrations as volume_migrations
-from appliance.web.dialects import CINDER, GLANCE, KEYSTONE, NOVA
+from appliance.web.dialects import CINDER, GLANCE, KEYSTONE, NEUTRON, NOVA
 from appliance.web.microversions import MicroversionMiddleware, Microversions, Version
 from appliance.web.middleware import RequestMiddleware
 
@@ -50,6 +52,7 @@ MIGRATIONS = (
     object_migrations,
     compute_migrations,
     volume_migrations,
+    network_migrations,
 )
 
 # What this process serves; each service adds its line when it lands (and its Mount below).
@@ -63,6 +66,7 @@ CATALOG_SERVICES = (
     CatalogService("compute", "nova", "/compute/v2.1", description="Compute"),
     CatalogService("block-storage", "cinderv3", "/volume/v3", description="Block Storage"),
     CatalogService("volumev3", "cinderv3", "/volume/v3", description="Block Storage (alias)"),
+    CatalogService("network", "neutron", "/networking", description="Networking"),
 )
 
 
@@ -144,6 +148,10 @@ def create_app(
         middleware=[Middleware(MicroversionMiddleware, versions=volume_versions, dialect=CINDER)],
     )
 
+    network_app = Starlette(
+        routes=network_routes.routes, exception_handlers=NEUTRON.exception_handlers()
+    )
+
     def resolver(scope: Scope) -> Any:
         state = scope.get("state") or {}
         the_cloud = state.get("cloud")
@@ -167,6 +175,9 @@ def create_app(
             Route("/volume/", volume_routes.versions, methods=["GET"]),
             Route("/volume/v3", volume_routes.version, methods=["GET"]),
             Mount("/volume/v3", app=volume_app),
+            Route("/networking", network_routes.versions, methods=["GET"]),
+            Route("/networking/", network_routes.versions, methods=["GET"]),
+            Mount("/networking", app=network_app),
         ],
         middleware=[Middleware(RequestMiddleware, resolver=resolver)],
         lifespan=lifespan,

@@ -6,6 +6,7 @@ constructor arguments, never through this object.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ from appliance.images.data import ImageData
 from appliance.images.members import ImageMembers
 from appliance.images.service import DEFAULT_LIMITS as IMAGE_LIMITS
 from appliance.images.service import Images
+from appliance.network.datapath import Datapath, Names
+from appliance.network.security_groups import SecurityGroups
+from appliance.network.service import DEFAULT_LIMITS as NETWORK_LIMITS
+from appliance.network.service import Network
 from appliance.objects.multipart import Multipart
 from appliance.objects.service import DEFAULT_LIMITS as OBJECT_LIMITS
 from appliance.objects.service import ObjectStore
@@ -73,6 +78,8 @@ class Cloud:
     volumes: Volumes
     volume_operations: VolumeOperations
     attachments: Attachments
+    network: Network
+    security_groups: SecurityGroups
 
     @classmethod
     def build(
@@ -103,10 +110,20 @@ class Cloud:
         quotas = Quotas(db, limits)
         keypairs = Keypairs(db, quotas.limit)
         servers = Servers(db, flavors, keypairs, quotas, images)
+        cloud_id = uuid.uuid4().hex if in_memory else _cloud_id(config.data_dir)
+        datapath = Datapath(
+            Names(cloud_id),
+            Path(tempfile.mkdtemp(prefix="nube-dhcp-")) if in_memory else config.data_dir / "dhcp",
+            live=not in_memory and os.geteuid() == 0,
+        )
+        network = Network(
+            db, lambda project_id, name: limits.limit(project_id, "network", name), jobs, datapath
+        )
+        servers.bind_ports = network.bind_ports
         hypervisor = Hypervisor("test:///default" if in_memory else config.libvirt_uri)
         lifecycle = Lifecycle(
             servers, images, image_data, blobs, jobs, hypervisor, config.data_dir / "instances",
-            cloud_id=uuid.uuid4().hex if in_memory else _cloud_id(config.data_dir),
+            cloud_id=cloud_id,
         )  # fmt: skip
         objects = ObjectStore(
             db, blobs, lambda project_id, name: limits.limit(project_id, "object-store", name)
@@ -126,6 +143,8 @@ class Cloud:
         lifecycle.on_deleted.append(volume_operations.server_deleted)
         attachments = Attachments(servers, volumes, volume_operations)
         lifecycle.boot_disk = attachments.boot_disk
+        lifecycle.network = network
+        lifecycle.on_deleted.append(network.release_ports)
         lifecycle.volume_disks = attachments.data_disks
         return cls(
             config=config,
@@ -152,6 +171,8 @@ class Cloud:
             volumes=volumes,
             volume_operations=volume_operations,
             attachments=attachments,
+            network=network,
+            security_groups=SecurityGroups(network),
         )
 
     def start(self) -> None:
@@ -165,6 +186,8 @@ class Cloud:
             self.limits.ensure_defaults("compute", COMPUTE_LIMITS)
         if "block-storage" in served:
             self.limits.ensure_defaults("block-storage", VOLUME_LIMITS)
+        if "network" in served:
+            self.limits.ensure_defaults("network", NETWORK_LIMITS)
 
     def console_output(self, server: Server, length: int | None) -> str:
         """The tail of a server's serial console log (os-getConsoleOutput)."""

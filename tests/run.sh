@@ -11,6 +11,8 @@ set -euo pipefail
 APT_PACKAGES="python3 python3-venv ca-certificates git qemu-utils qemu-system-x86 xorriso openssh-client rclone"
 # libvirt (compute): the daemons, and what pip needs to build libvirt-python.
 APT_PACKAGES+=" libvirt-daemon-system libvirt-dev pkg-config gcc python3-dev"
+# Networking: dnsmasq serves DHCP in each subnet's namespace; busybox (wget) reaches guests from there.
+APT_PACKAGES+=" dnsmasq-base nftables iproute2 busybox-static"
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd -- "$REPO_DIR"

@@ -16,7 +16,7 @@ from typing import Any
 from appliance.blobs import Blobs
 from appliance.compute import storage
 from appliance.compute.configdrive import build_config_drive
-from appliance.compute.hypervisor import Disk, DomainSpec, Hypervisor, PowerState
+from appliance.compute.hypervisor import Disk, DomainSpec, Hypervisor, Nic, PowerState
 from appliance.compute.models import Flavor, Power, Server, Task, VmState
 from appliance.compute.servers import Servers, fault, stamp
 from appliance.context import Context
@@ -72,6 +72,8 @@ class Lifecycle:
         self.on_deleted: list[Callable[[str], None]] = []
         # Set by block storage: the root disk of a server that boots from a volume.
         self.boot_disk: Callable[[Server], Awaitable[BootDisk]] | None = None
+        # Set by the network service: the server's ports, bridges and tap names.
+        self.network: Any = None
         # Set by block storage: the data volumes attached to a server, for its domain definition.
         self.volume_disks: Callable[[str], list[Disk]] = lambda server_id: []
         self._waiting: set[asyncio.Task[None]] = set()
@@ -196,7 +198,20 @@ class Lifecycle:
             name=server.domain_name, uuid=server.id, vcpus=flavor.vcpus, memory_mib=flavor.ram,
             disks=tuple(disks), serial_log=folder / "console.log", kernel=kernel, initrd=initrd, cmdline=cmdline,
             metadata={"cloud_id": self.cloud_id, "server_id": server.id, "project_id": server.project_id, "name": server.name},
+            nics=await self._nics(server),
         )  # fmt: skip
+
+    async def _nics(self, server: Server) -> tuple[Nic, ...]:
+        """One NIC per port of the server, once the bridges they plug into exist."""
+        if self.network is None:
+            return ()
+        ports = self.network.server_ports(server.id)
+        if ports:
+            await self.network.settled()
+        return tuple(
+            Nic(p["mac_address"], self.network.bridge(p["network_id"]), self.network.tap(p["id"]))
+            for p in ports
+        )
 
     def _meta_data(self, server: Server) -> dict[str, Any]:
         keys = {server.key_name: server.key_data} if server.key_name and server.key_data else {}

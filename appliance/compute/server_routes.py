@@ -33,6 +33,10 @@ def _volumes(request: Request, server_id: str) -> list[tuple[str, bool]]:
     return cloud(request).attachments.summary(server_id)
 
 
+def _addresses(request: Request, server_id: str) -> dict[str, list[dict[str, Any]]]:
+    return cloud(request).network.addresses(server_id)
+
+
 SIMPLE_ACTIONS = {
     "os-stop": ("stop", Task.POWERING_OFF),
     "os-start": ("start", Task.POWERING_ON),
@@ -72,7 +76,13 @@ def _list(request: Request, detail: bool) -> Response:
     if detail:
         items = [
             wire.server_json(
-                s, base(request), v(request), ctx.is_admin, False, _volumes(request, s.id)
+                s,
+                base(request),
+                v(request),
+                ctx.is_admin,
+                False,
+                _volumes(request, s.id),
+                _addresses(request, s.id),
             )
             for s in page.items
         ]
@@ -115,7 +125,13 @@ async def servers_show(request: Request) -> Response:
     return ok(
         {
             "server": wire.server_json(
-                server, base(request), v(request), ctx.is_admin, True, _volumes(request, server.id)
+                server,
+                base(request),
+                v(request),
+                ctx.is_admin,
+                True,
+                _volumes(request, server.id),
+                _addresses(request, server.id),
             )
         }
     )
@@ -128,7 +144,13 @@ async def servers_update(request: Request) -> Response:
     return ok(
         {
             "server": wire.server_json(
-                server, base(request), v(request), ctx.is_admin, True, _volumes(request, server.id)
+                server,
+                base(request),
+                v(request),
+                ctx.is_admin,
+                True,
+                _volumes(request, server.id),
+                _addresses(request, server.id),
             )
         }
     )
@@ -226,6 +248,7 @@ async def server_action(request: Request) -> Response:
                     ctx.is_admin,
                     True,
                     _volumes(request, server.id),
+                    _addresses(request, server.id),
                 )
             },
             202,

@@ -64,6 +64,8 @@ class Servers:
         self.submit: Callable[[str, str, Context, dict[str, Any]], None] = lambda *a: None
         # Block storage plugs in: make or reserve the root volume of (ctx, server_id, bdm).
         self.prepare_boot_volume: Callable[[Context, str, dict[str, Any]], None] = _no_volumes
+        # The network service plugs in: create or take the ports of (ctx, server_id, hostname, requests).
+        self.bind_ports: Callable[[Context, str, str, list[dict[str, Any]]], None] | None = None
 
     # -- rows ----------------------------------------------------------------------------------
 
@@ -132,7 +134,7 @@ class Servers:
                 raise Invalid("Flavor's memory is too small for requested image.")
             if image.min_disk and flavor.disk and flavor.disk < image.min_disk:
                 raise Invalid("Flavor's disk is too small for requested image.")
-        self._networks(spec, version)
+        nic_requests = self._networks(spec, version)
         groups = spec.get("security_groups")
         if groups not in (None, [], [{"name": "default"}]):
             raise Invalid(
@@ -199,6 +201,19 @@ class Servers:
                 )
                 raise
         for server_id in made:
+            if nic_requests and self.bind_ports is not None:
+                try:
+                    self.bind_ports(ctx, server_id, _hostname(name), nic_requests)
+                except Exception as exc:
+                    self.set(
+                        server_id,
+                        vm_state=str(VmState.DELETED),
+                        task_state=None,
+                        deleted_at=stamp(),
+                    )
+                    if isinstance(exc, NotFound):  # nova answers 400 for an unknown network or port
+                        raise Invalid(exc.message) from None
+                    raise
             self.submit("create", server_id, ctx, {})
         return [s for s in (self.row(i) for i in made) if s is not None]
 
@@ -211,21 +226,29 @@ class Servers:
             raise Invalid("Missing imageRef attribute")
         return str(ref).rstrip("/").rsplit("/", 1)[-1]
 
-    def _networks(self, spec: dict[str, Any], version: tuple[int, int]) -> None:
+    def _networks(self, spec: dict[str, Any], version: tuple[int, int]) -> list[dict[str, Any]]:
+        """The NIC requests: [{"uuid": net} | {"port": id} | {"auto": True}], in order."""
         networks = spec.get("networks")
         if networks is None:
             if version >= (2, 37):
                 raise Invalid(
                     "Invalid input for field/attribute networks: 'networks' is a required property."
                 )
-            return
-        if networks in ("none", "auto"):
-            return  # without a network service, "auto" finds no network to attach: no NIC, as "none"
-        if isinstance(networks, list) and not networks:
-            return
-        raise Invalid(
-            "Networks need the network service, which is not available yet; use networks 'none'."
-        )
+            networks = "auto"
+        if networks == "none" or (isinstance(networks, list) and not networks):
+            return []
+        if networks == "auto":
+            return [{"auto": True}] if self.bind_ports is not None else []
+        if not isinstance(networks, list) or not all(isinstance(n, dict) for n in networks):
+            raise Invalid("Invalid input for field/attribute networks.")
+        if self.bind_ports is None:
+            raise Invalid("Networks need the network service, which is not available.")
+        requests = []
+        for n in networks:
+            if not (n.get("uuid") or n.get("port")):
+                raise Invalid("Each network needs a uuid or a port.")
+            requests.append({k: n[k] for k in ("uuid", "port", "fixed_ip") if n.get(k)})
+        return requests
 
     def _check_metadata_quota(self, project_id: str, items: int) -> None:
         limit = self.quotas.limit(project_id, "server_metadata_items")

@@ -3,7 +3,7 @@ openstack-api.md §1.4, §1.7). `v` is the negotiated (major, minor)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.compute.models import Flavor, Keypair, Server
@@ -85,8 +85,10 @@ def server_json(
     admin: bool,
     show: bool = True,
     volumes: Sequence[tuple[str, bool]] = (),
+    addresses: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """`volumes`: (volume id, delete_on_termination) of each attached volume."""
+    """`volumes`: (volume id, delete_on_termination) of each attached volume; `addresses`: the
+    server's fixed IPs by network name (nova's `addresses`)."""
     image: Any = (
         {
             "id": s.image_id,
@@ -108,7 +110,7 @@ def server_json(
         "id": s.id, "name": s.name, "status": s.status, "tenant_id": s.project_id, "user_id": s.user_id,
         "metadata": dict(s.metadata), "hostId": "" if s.vm_state == "building" else _host_id(s.project_id),
         "image": image, "flavor": flavor, "created": s.created_at, "updated": s.updated_at,
-        "addresses": {}, "accessIPv4": s.access_ipv4, "accessIPv6": s.access_ipv6,
+        "addresses": dict(addresses or {}), "accessIPv4": s.access_ipv4, "accessIPv6": s.access_ipv6,
         "links": _links(base, "servers", s.id), "OS-DCF:diskConfig": "MANUAL",
         "OS-EXT-AZ:availability_zone": "nova", "config_drive": "True" if s.config_drive else "",
         "key_name": s.key_name, "OS-SRV-USG:launched_at": _usage_time(s.launched_at),

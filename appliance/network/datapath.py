@@ -1,0 +1,286 @@
+"""The Linux datapath of networks: a bridge per network in the host namespace (libvirt plugs taps into
+it), and per DHCP-enabled subnet a namespace joined to the bridge by a veth, with dnsmasq serving DHCP
+only (host-notes §4). Plain specs in, kernel state out; nothing here knows projects or SQLite.
+
+`converge(desired)` is the one entry point: it makes the kernel hold exactly the desired bridges and
+DHCP namespaces among the names carrying this cloud's prefix, and removes every other such name. It is
+idempotent, so a crash at any point is repaired by running it again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("nube.network")
+
+NS_IF = "nbdhcp0"  # the veth end inside a DHCP namespace (its own namespace: no clash)
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpHost:
+    mac: str
+    ip: str
+    hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpSpec:
+    subnet_id: str
+    cidr: str
+    address: str  # the DHCP port's IP, put on the namespace's veth end
+    gateway: str | None
+    dns: tuple[str, ...]
+    mtu: int
+    hosts: tuple[DhcpHost, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSpec:
+    network_id: str
+    dhcp: tuple[DhcpSpec, ...]
+
+
+class Names:
+    """Every kernel name this cloud makes: `nb` + 4 hex of the cloud id + a kind letter + an id
+    (interface names are at most 15 characters)."""
+
+    def __init__(self, cloud_id: str) -> None:
+        self.prefix = "nb" + cloud_id.replace("-", "")[:4]
+
+    def bridge(self, network_id: str) -> str:
+        return f"{self.prefix}b{network_id.replace('-', '')[:8]}"
+
+    def veth(self, subnet_id: str) -> str:
+        return f"{self.prefix}d{subnet_id.replace('-', '')[:8]}"
+
+    def tap(self, port_id: str) -> str:
+        return f"{self.prefix}t{port_id.replace('-', '')[:8]}"
+
+    def namespace(self, subnet_id: str) -> str:
+        return f"{self.prefix}-dhcp-{subnet_id}"
+
+
+class Datapath:
+    """`live=False` keeps the state in memory only (unit tests, machines without root)."""
+
+    def __init__(self, names: Names, run_dir: Path, live: bool) -> None:
+        self.names = names
+        self.run_dir = run_dir
+        self.live = live
+        self.fake_links: set[str] = set()
+        self.fake_namespaces: set[str] = set()
+
+    # -- what exists ---------------------------------------------------------------------------
+
+    def links(self) -> set[str]:
+        if not self.live:
+            return set(self.fake_links)
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        return {n for n in names if n and n.startswith(self.names.prefix)}
+
+    def namespaces(self) -> set[str]:
+        if not self.live:
+            return set(self.fake_namespaces)
+        from pyroute2 import netns
+
+        return {n for n in netns.listnetns() if n.startswith(self.names.prefix + "-")}
+
+    # -- the one entry point -------------------------------------------------------------------
+
+    def converge(self, desired: list[NetworkSpec]) -> None:
+        want_bridges = {self.names.bridge(n.network_id) for n in desired}
+        want_dhcp = {d.subnet_id: (n, d) for n in desired for d in n.dhcp}
+        want_ns = {self.names.namespace(s) for s in want_dhcp}
+        for ns in sorted(self.namespaces() - want_ns):
+            self._remove_dhcp(ns.split("-dhcp-", 1)[1])
+        for stale in sorted(self._run_dirs() - set(want_dhcp)):
+            self._remove_dhcp(stale)
+        for net in desired:
+            self._ensure_bridge(self.names.bridge(net.network_id))
+        for net, dhcp in want_dhcp.values():
+            self._ensure_dhcp(self.names.bridge(net.network_id), dhcp)
+        for link in sorted(self.links()):
+            kind = link[len(self.names.prefix)]
+            if kind == "b" and link not in want_bridges:
+                self._delete_link(link)
+            elif kind == "d" and link not in {self.names.veth(s) for s in want_dhcp}:
+                self._delete_link(link)
+
+    # -- bridges -------------------------------------------------------------------------------
+
+    def _ensure_bridge(self, name: str) -> None:
+        if not self.live:
+            self.fake_links.add(name)
+            return
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=name):
+                ipr.link("add", ifname=name, kind="bridge")
+                log.info("bridge %s created", name)
+                _no_ipv6(name)
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+
+    def _delete_link(self, name: str) -> None:
+        if not self.live:
+            self.fake_links.discard(name)
+            return
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=name)
+            if found:
+                ipr.link("del", index=found[0])
+                log.info("link %s removed", name)
+
+    # -- DHCP namespaces -----------------------------------------------------------------------
+
+    def _dir(self, subnet_id: str) -> Path:
+        return self.run_dir / subnet_id
+
+    def _run_dirs(self) -> set[str]:
+        if not self.run_dir.is_dir():
+            return set()
+        return {p.name for p in self.run_dir.iterdir() if p.is_dir()}
+
+    def _ensure_dhcp(self, bridge: str, spec: DhcpSpec) -> None:
+        ns = self.names.namespace(spec.subnet_id)
+        veth = self.names.veth(spec.subnet_id)
+        folder = self._dir(spec.subnet_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        hosts = "".join(f"{h.mac},{h.ip},{h.hostname}\n" for h in spec.hosts)
+        args = dnsmasq_args(spec, folder)
+        if not self.live:
+            self.fake_namespaces.add(ns)
+            self.fake_links.add(veth)
+            (folder / "hosts").write_text(hosts)
+            (folder / "args").write_text("\n".join(args))
+            return
+        from pyroute2 import IPRoute, NetNS, netns
+
+        if ns not in netns.listnetns():
+            netns.create(ns)
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=veth):
+                ipr.link("add", ifname=veth, kind="veth", peer={"ifname": NS_IF, "net_ns_fd": ns})
+                _no_ipv6(veth)
+            master = ipr.link_lookup(ifname=bridge)[0]
+            ipr.link("set", index=ipr.link_lookup(ifname=veth)[0], master=master, state="up")
+        network = ipaddress.ip_network(spec.cidr)
+        with NetNS(ns) as nsr:
+            lo = nsr.link_lookup(ifname="lo")
+            if lo:
+                nsr.link("set", index=lo[0], state="up")
+            index = nsr.link_lookup(ifname=NS_IF)[0]
+            have = {a.get_attr("IFA_ADDRESS") for a in nsr.get_addr(index=index, family=2)}
+            if have != {spec.address}:
+                for address in have:
+                    nsr.addr("del", index=index, address=address, prefixlen=network.prefixlen)
+                nsr.addr("add", index=index, address=spec.address, prefixlen=network.prefixlen)
+            nsr.link("set", index=index, state="up", mtu=spec.mtu)
+        pid = _dnsmasq_pid(folder)
+        old_args = (folder / "args").read_text() if (folder / "args").exists() else ""
+        old_hosts = (folder / "hosts").read_text() if (folder / "hosts").exists() else None
+        if hosts != old_hosts:
+            tmp = folder / "hosts.tmp"
+            tmp.write_text(hosts)
+            tmp.replace(folder / "hosts")
+        if pid is not None and old_args == "\n".join(args):
+            if hosts != old_hosts:
+                os.kill(pid, signal.SIGHUP)  # dnsmasq rereads --dhcp-hostsfile on SIGHUP
+            return
+        if pid is not None:
+            _stop(pid)
+        (folder / "args").write_text("\n".join(args))
+        subprocess.run(
+            ["ip", "netns", "exec", ns, *args], check=True, capture_output=True, timeout=30
+        )
+        log.info("dnsmasq for subnet %s started in %s", spec.subnet_id, ns)
+
+    def _remove_dhcp(self, subnet_id: str) -> None:
+        ns = self.names.namespace(subnet_id)
+        folder = self._dir(subnet_id)
+        if not self.live:
+            self.fake_namespaces.discard(ns)
+            self.fake_links.discard(self.names.veth(subnet_id))
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        from pyroute2 import netns
+
+        pid = _dnsmasq_pid(folder)
+        if pid is not None:
+            _stop(pid)
+        self._delete_link(self.names.veth(subnet_id))
+        if ns in netns.listnetns():
+            netns.remove(ns)
+            log.info("namespace %s removed", ns)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def dnsmasq_args(spec: DhcpSpec, folder: Path) -> list[str]:
+    """dnsmasq for one subnet: DHCP only (`--port=0`), on the namespace's veth only, and only to the
+    MACs of the subnet's ports (`static`: the addresses are the ports' fixed IPs)."""
+    network = ipaddress.ip_network(spec.cidr)
+    args = [
+        "dnsmasq", "--conf-file=/dev/null", "--port=0", f"--interface={NS_IF}", "--bind-interfaces",
+        "--except-interface=lo", f"--pid-file={folder / 'dnsmasq.pid'}",
+        f"--dhcp-leasefile={folder / 'leases'}", f"--dhcp-hostsfile={folder / 'hosts'}",
+        f"--dhcp-range={network.network_address},static,{network.netmask},86400s",
+        "--dhcp-authoritative", "--user=root", f"--log-facility={folder / 'dnsmasq.log'}",
+        "--log-dhcp", f"--dhcp-option=option:mtu,{spec.mtu}",
+    ]  # fmt: skip
+    if spec.gateway:
+        args.append(f"--dhcp-option=option:router,{spec.gateway}")
+    else:
+        args.append("--dhcp-option=option:router")
+    if spec.dns:
+        args.append("--dhcp-option=option:dns-server," + ",".join(spec.dns))
+    return args
+
+
+def _dnsmasq_pid(folder: Path) -> int | None:
+    """The pid in our pidfile, if that process is alive and is the dnsmasq of this folder."""
+    try:
+        pid = int((folder / "dnsmasq.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if str(folder / "dnsmasq.pid").encode() in cmdline else None
+
+
+def _stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    import time
+
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists():
+            return
+        status = (
+            Path(f"/proc/{pid}/status").read_text(errors="replace")
+            if Path(f"/proc/{pid}/status").exists()
+            else ""
+        )
+        if "State:\tZ" in status:
+            return
+        time.sleep(0.05)
+
+
+def _no_ipv6(name: str) -> None:
+    """Bridges and veths carry no host address of ours, not even an IPv6 link-local one."""
+    try:
+        Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text("1")
+    except OSError:
+        pass

@@ -1,0 +1,197 @@
+"""Networking through the real `openstack` CLI and raw HTTP: networks, subnets, ports, security
+groups, isolation between projects, Neutron error bodies, and the Linux datapath each network gets
+(a bridge, a DHCP namespace with dnsmasq) and loses again on delete."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.api.harness import Nube, Tenant, make_tenant
+from tests.api.harness import openstack as cli
+
+
+def prefix(nube: Nube) -> str:
+    return "nb" + (nube.data_dir / "cloud-id").read_text().strip()[:4]
+
+
+def kernel_names(nube: Nube) -> set[str]:
+    """Every link and namespace carrying this Nube's prefix (empty when not root)."""
+    if os.geteuid() != 0:
+        return set()
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
+    spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    names |= {line.split()[0] for line in spaces.splitlines() if line.strip()}
+    return {n for n in names if n.startswith(prefix(nube))}
+
+
+def dnsmasqs(nube: Nube) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("dnsmasq") and str(nube.data_dir / "dhcp") in cmdline:
+                found.append(proc.name)
+    return found
+
+
+def eventually(predicate: Any, timeout: float = 20) -> bool:
+    """The datapath converges in a job after the API answers: poll for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return bool(predicate())
+
+
+def neutron(nube: Nube, path: str) -> str:
+    return f"{nube.url}/networking/v2.0{path}"
+
+
+@pytest.fixture(scope="module")
+def alice(nube: Nube) -> Tenant:
+    return make_tenant(nube, "neta")
+
+
+@pytest.fixture(scope="module")
+def bob(nube: Nube) -> Tenant:
+    return make_tenant(nube, "netb")
+
+
+@pytest.fixture
+def net1(nube: Nube, alice: Tenant) -> Iterator[dict[str, Any]]:
+    env = alice.env(nube)
+    net = cli(env, "network", "create", "net1", "-f", "json")
+    yield net
+    cli(env, "network", "delete", net["id"], check=False)
+
+
+def test_version_and_resources_documents(nube: Nube, alice: Tenant) -> None:
+    r = requests.get(f"{nube.url}/networking/", timeout=5)
+    assert r.status_code == 200
+    assert r.json()["versions"][0]["id"] == "v2.0"
+    r = requests.get(f"{nube.url}/networking/v2.0/", headers=alice.headers(nube), timeout=5)
+    assert {x["collection"] for x in r.json()["resources"]} >= {"networks", "subnets", "ports"}
+
+
+def test_unknown_extension_is_404_in_neutrons_shape(nube: Nube, alice: Tenant) -> None:
+    r = requests.get(neutron(nube, "/extensions/external-gateway-multihoming"), headers=alice.headers(nube),
+                     timeout=5)  # fmt: skip
+    assert r.status_code == 404
+    assert r.json()["NeutronError"]["type"] == "ExtensionNotFound"
+    r = requests.get(neutron(nube, "/extensions"), headers=alice.headers(nube), timeout=5)
+    assert "security-group" in {e["alias"] for e in r.json()["extensions"]}
+
+
+def test_cli_network_subnet_port_create_list_show_delete(
+    nube: Nube, alice: Tenant, net1: dict[str, Any]
+) -> None:
+    env = alice.env(nube)
+    sub = cli(env, "subnet", "create", "--network", "net1", "--subnet-range", "10.20.0.0/24", "sub1",
+              "-f", "json")  # fmt: skip
+    assert sub["gateway_ip"] == "10.20.0.1"
+    assert [n["Name"] for n in cli(env, "network", "list", "-f", "json")] == ["net1"]
+    assert cli(env, "subnet", "list", "-f", "json")[0]["Subnet"] == "10.20.0.0/24"
+    port = cli(env, "port", "create", "--network", "net1", "p1", "-f", "json")
+    assert port["mac_address"].startswith("fa:16:3e:")
+    shown = cli(env, "port", "show", "p1", "-f", "json")
+    assert shown["fixed_ips"][0]["ip_address"] == "10.20.0.3"
+    names = [p["Name"] for p in cli(env, "port", "list", "-f", "json")]
+    assert "p1" in names
+    cli(env, "port", "delete", "p1")
+    cli(env, "subnet", "delete", "sub1")
+    cli(env, "network", "delete", "net1")
+    assert cli(env, "network", "list", "-f", "json") == []
+
+
+def test_another_project_sees_nothing_and_gets_404(
+    nube: Nube, alice: Tenant, bob: Tenant, net1: dict[str, Any]
+) -> None:
+    assert cli(bob.env(nube), "network", "list", "-f", "json") == []
+    r = requests.get(neutron(nube, f"/networks/{net1['id']}"), headers=bob.headers(nube), timeout=5)
+    assert r.status_code == 404
+    assert r.json()["NeutronError"]["type"] == "NetworkNotFound"
+    r = requests.delete(
+        neutron(nube, f"/networks/{net1['id']}"), headers=bob.headers(nube), timeout=5
+    )
+    assert r.status_code == 404
+
+
+def test_default_security_group_is_listed(nube: Nube, alice: Tenant) -> None:
+    groups = cli(alice.env(nube), "security", "group", "list", "-f", "json")
+    assert [g["Name"] for g in groups] == ["default"]
+
+
+def test_port_list_honours_fields_limit_and_marker(
+    nube: Nube, alice: Tenant, net1: dict[str, Any]
+) -> None:
+    h = alice.headers(nube)
+    for i in range(3):
+        requests.post(neutron(nube, "/ports"), json={"port": {"network_id": net1["id"], "name": f"q{i}"}},
+                      headers=h, timeout=5).raise_for_status()  # fmt: skip
+    r = requests.get(neutron(nube, "/ports?fields=id&fields=name&limit=2"), headers=h, timeout=5)
+    body = r.json()
+    assert [set(p) for p in body["ports"]] == [{"id", "name"}] * 2
+    assert body["ports_links"][0]["rel"] == "next"
+    rest = requests.get(body["ports_links"][0]["href"], headers=h, timeout=5).json()["ports"]
+    assert len(rest) == 1
+    for p in requests.get(neutron(nube, "/ports"), headers=h, timeout=5).json()["ports"]:
+        requests.delete(neutron(nube, f"/ports/{p['id']}"), headers=h, timeout=5)
+
+
+def test_network_quota_over_limit_is_409(nube: Nube) -> None:
+    t = make_tenant(nube, "netq")
+    admin = {"X-Auth-Token": nube.token()}
+    service = requests.get(
+        f"{nube.auth_url}/v3/services?type=network", headers=admin, timeout=5
+    ).json()
+    body = {"limits": [{"project_id": t.project_id, "service_id": service["services"][0]["id"],
+                        "resource_name": "network", "resource_limit": 0}]}  # fmt: skip
+    assert (
+        requests.post(f"{nube.auth_url}/v3/limits", json=body, headers=admin, timeout=5).status_code
+        == 201
+    )
+    r = requests.post(neutron(nube, "/networks"), json={"network": {"name": "x"}}, headers=t.headers(nube),
+                      timeout=5)  # fmt: skip
+    assert r.status_code == 409
+    assert r.json()["NeutronError"]["type"] == "OverQuota"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the datapath needs root")
+def test_a_subnet_gets_a_bridge_and_a_dhcp_namespace_and_delete_removes_them(
+    nube: Nube, alice: Tenant
+) -> None:
+    env = alice.env(nube)
+    assert kernel_names(nube) == set()
+    net = cli(env, "network", "create", "dp", "-f", "json")
+    sub = cli(
+        env,
+        "subnet",
+        "create",
+        "--network",
+        "dp",
+        "--subnet-range",
+        "10.21.0.0/24",
+        "dps",
+        "-f",
+        "json",
+    )
+    bridge = f"{prefix(nube)}b{net['id'].replace('-', '')[:8]}"
+    namespace = f"{prefix(nube)}-dhcp-{sub['id']}"
+    assert eventually(
+        lambda: {bridge, namespace} <= kernel_names(nube) and len(dnsmasqs(nube)) == 1
+    )
+    cli(env, "network", "delete", "dp")
+    assert eventually(lambda: kernel_names(nube) == set() and dnsmasqs(nube) == [])

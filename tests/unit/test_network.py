@@ -1,0 +1,247 @@
+"""Network service logic on in-memory SQLite with the datapath kept in memory (live=False): IP
+allocation, tenant isolation, quotas, wire shapes and what converge asks the kernel for."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.app import CATALOG_SERVICES, MIGRATIONS
+from appliance.cloud import Cloud
+from appliance.config import Config
+from appliance.context import Context
+from appliance.db import migrate, open_db
+from appliance.errors import Conflict, Invalid, NotFound, OverQuota
+from appliance.identity.catalog import Catalog
+from appliance.network import ipam, wire
+from appliance.network.datapath import DhcpSpec, dnsmasq_args
+
+
+def member(project: str) -> Context:
+    return Context(user_id=f"u-{project}", user_name=project, user_domain_id="default",
+                   roles=frozenset({"member", "reader"}), project_id=project)  # fmt: skip
+
+
+ADMIN = Context(user_id="a", user_name="admin", user_domain_id="default",
+                roles=frozenset({"admin", "member", "reader"}), project_id="admin-p")  # fmt: skip
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[Cloud]:
+    db = open_db(None)
+    migrate(db, MIGRATIONS)
+    config = Config(
+        data_dir=tmp_path, password_time_cost=1, password_memory_kib=8, password_parallelism=1
+    )
+    the_cloud = Cloud.build(config, db, Catalog(CATALOG_SERVICES, "RegionOne"), in_memory=True)
+    the_cloud.start()
+    yield the_cloud
+    db.close()
+
+
+def run(cloud: Cloud, fn: Any) -> Any:
+    async def go() -> Any:
+        result = fn()
+        if inspect.isawaitable(result):
+            result = await result
+        await cloud.jobs.wait_idle()
+        return result
+
+    return asyncio.run(go())
+
+
+def net_with_subnet(cloud: Cloud, ctx: Context, cidr: str = "10.0.0.0/24") -> tuple[str, str]:
+    net = run(cloud, lambda: cloud.network.create_network(ctx, {"name": "n"}))
+    sub = run(
+        cloud, lambda: cloud.network.create_subnet(ctx, {"network_id": net["id"], "cidr": cidr})
+    )
+    return net["id"], sub["id"]
+
+
+# -- ipam ------------------------------------------------------------------------------------------
+
+
+def test_default_gateway_is_the_first_host_and_the_pool_the_rest() -> None:
+    network = ipam.parse_cidr("10.0.0.0/24")
+    gateway = ipam.gateway(network, None, False)
+    assert gateway == "10.0.0.1"
+    assert ipam.pools(network, None, gateway) == [{"start": "10.0.0.2", "end": "10.0.0.254"}]
+
+
+def test_a_gateway_inside_the_range_splits_the_default_pool() -> None:
+    network = ipam.parse_cidr("10.0.0.0/29")
+    assert ipam.pools(network, None, "10.0.0.3") == [
+        {"start": "10.0.0.1", "end": "10.0.0.2"},
+        {"start": "10.0.0.4", "end": "10.0.0.6"},
+    ]
+
+
+def test_explicit_null_gateway_means_none() -> None:
+    assert ipam.gateway(ipam.parse_cidr("10.0.0.0/24"), None, True) is None
+
+
+def test_next_free_skips_used_addresses_and_ends_with_none() -> None:
+    pools = [{"start": "10.0.0.2", "end": "10.0.0.3"}]
+    assert ipam.next_free(pools, ["10.0.0.2"]) == "10.0.0.3"
+    assert ipam.next_free(pools, ["10.0.0.2", "10.0.0.3"]) is None
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.1/24", "fd00::/64", "nonsense", "10.0.0.0/31"])
+def test_bad_cidrs_are_invalid(cidr: str) -> None:
+    with pytest.raises(Invalid):
+        ipam.parse_cidr(cidr)
+
+
+def test_a_pool_holding_the_gateway_is_invalid() -> None:
+    with pytest.raises(Invalid):
+        ipam.pools(
+            ipam.parse_cidr("10.0.0.0/24"), [{"start": "10.0.0.1", "end": "10.0.0.9"}], "10.0.0.1"
+        )
+
+
+# -- service ---------------------------------------------------------------------------------------
+
+
+def test_ports_get_sequential_addresses_after_the_dhcp_port(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, _ = net_with_subnet(cloud, ctx)
+    first = run(cloud, lambda: cloud.network.create_port(ctx, {"network_id": net}))
+    second = run(cloud, lambda: cloud.network.create_port(ctx, {"network_id": net}))
+    ips = [cloud.network.fixed_ips(p["id"])[0]["ip_address"] for p in (first, second)]
+    assert ips == ["10.0.0.3", "10.0.0.4"]  # .1 gateway, .2 DHCP
+    assert first["mac_address"].startswith("fa:16:3e:")
+
+
+def test_a_taken_fixed_ip_is_a_conflict(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, sub = net_with_subnet(cloud, ctx)
+    spec = {"network_id": net, "fixed_ips": [{"subnet_id": sub, "ip_address": "10.0.0.50"}]}
+    run(cloud, lambda: cloud.network.create_port(ctx, spec))
+    with pytest.raises(Conflict):
+        run(cloud, lambda: cloud.network.create_port(ctx, spec))
+
+
+def test_another_projects_network_is_not_found_unless_shared(cloud: Cloud) -> None:
+    net, _ = net_with_subnet(cloud, member("p1"))
+    with pytest.raises(NotFound):
+        cloud.network.get_network(member("p2"), net)
+    assert [n["id"] for n in cloud.network.list_networks(member("p2"))] == []
+    shared = run(
+        cloud, lambda: cloud.network.create_network(ADMIN, {"name": "pub", "shared": True})
+    )
+    assert cloud.network.get_network(member("p2"), shared["id"])["id"] == shared["id"]
+
+
+def test_network_quota_is_a_keystone_limit(cloud: Cloud) -> None:
+    cloud.limits.ensure_defaults("network", {"network": 1})
+    service_id = cloud.limits._service_id("network")
+    cloud.db.execute("UPDATE registered_limits SET default_limit = 1 WHERE service_id = ? AND resource_name = "
+                     "'network'", [service_id])  # fmt: skip
+    run(cloud, lambda: cloud.network.create_network(member("p1"), {}))
+    with pytest.raises(OverQuota):
+        run(cloud, lambda: cloud.network.create_network(member("p1"), {}))
+
+
+def test_a_network_with_a_server_port_cannot_be_deleted(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, _ = net_with_subnet(cloud, ctx)
+    run(cloud, lambda: cloud.network.bind_ports(ctx, "server-1", "vm", [{"uuid": net}]))
+    with pytest.raises(Conflict):
+        run(cloud, lambda: cloud.network.delete_network(ctx, net))
+    run(cloud, lambda: cloud.network.release_ports("server-1"))
+    run(cloud, lambda: cloud.network.delete_network(ctx, net))
+
+
+def test_auto_picks_the_projects_only_network(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net_with_subnet(cloud, ctx)
+    run(cloud, lambda: cloud.network.bind_ports(ctx, "s1", "vm", [{"auto": True}]))
+    addresses = cloud.network.addresses("s1")
+    assert list(addresses) == ["n"]
+    assert (
+        addresses["n"][0]["addr"] == "10.0.0.3" and addresses["n"][0]["OS-EXT-IPS:type"] == "fixed"
+    )
+
+
+def test_converge_builds_a_bridge_and_dhcp_namespace_and_removes_them_with_the_network(
+    cloud: Cloud,
+) -> None:
+    ctx = member("p1")
+    net, sub = net_with_subnet(cloud, ctx)
+    names = cloud.network.datapath.names
+    assert names.bridge(net) in cloud.network.datapath.links()
+    assert cloud.network.datapath.namespaces() == {names.namespace(sub)}
+    run(cloud, lambda: cloud.network.delete_network(ctx, net))
+    assert cloud.network.datapath.links() == set()
+    assert cloud.network.datapath.namespaces() == set()
+
+
+def test_reconcile_removes_prefixed_leftovers_no_row_owns(cloud: Cloud) -> None:
+    names = cloud.network.datapath.names
+    cloud.network.datapath.fake_links.add(names.bridge("deadbeef-0000"))
+    cloud.network.datapath.fake_namespaces.add(names.namespace("gone"))
+    run(cloud, cloud.network.reconcile)
+    assert cloud.network.datapath.links() == set()
+    assert cloud.network.datapath.namespaces() == set()
+
+
+def test_interface_names_fit_the_kernel_limit(cloud: Cloud) -> None:
+    names = cloud.network.datapath.names
+    some = "0123abcd-4567-89ab-cdef-0123456789ab"
+    assert all(len(n) <= 15 for n in (names.bridge(some), names.veth(some), names.tap(some)))
+
+
+def test_dnsmasq_serves_dhcp_only_on_its_veth() -> None:
+    spec = DhcpSpec("s", "10.0.0.0/24", "10.0.0.2", "10.0.0.1", ("9.9.9.9",), 1500, ())
+    args = dnsmasq_args(spec, Path("/run/x"))
+    assert "--port=0" in args and "--bind-interfaces" in args
+    assert "--dhcp-range=10.0.0.0,static,255.255.255.0,86400s" in args
+    assert "--dhcp-option=option:router,10.0.0.1" in args
+
+
+# -- wire ------------------------------------------------------------------------------------------
+
+
+def test_subnet_list_fields_are_never_null(cloud: Cloud) -> None:
+    _, sub = net_with_subnet(cloud, member("p1"))
+    body = wire.subnet_json(cloud.network.get_subnet(member("p1"), sub))
+    for key in ("allocation_pools", "dns_nameservers", "host_routes", "service_types", "tags"):
+        assert isinstance(body[key], list), key
+    assert body["tenant_id"] == body["project_id"] == "p1"
+
+
+def test_fields_projection_and_filters() -> None:
+    items = [{"id": "1", "name": "a", "shared": False}, {"id": "2", "name": "b", "shared": True}]
+    assert wire.select(items, {"name": ["b"]}) == [items[1]]
+    assert wire.select(items, {"shared": ["false"]}) == [items[0]]
+    assert wire.project(items[0], ["id"]) == {"id": "1"}
+
+
+def test_default_security_group_has_neutrons_four_rules(cloud: Cloud) -> None:
+    groups = cloud.security_groups.list_groups(member("p1"))
+    assert [g["name"] for g in groups] == ["default"]
+    rules = cloud.security_groups.rules(groups[0]["id"])
+    assert sorted((r["direction"], r["ethertype"]) for r in rules) == [
+        ("egress", "IPv4"), ("egress", "IPv6"), ("ingress", "IPv4"), ("ingress", "IPv6")]  # fmt: skip
+
+
+def test_deleting_a_server_releases_its_ports_but_keeps_a_users_own(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, _ = net_with_subnet(cloud, ctx)
+    own = run(cloud, lambda: cloud.network.create_port(ctx, {"network_id": net, "name": "mine"}))
+    run(
+        cloud,
+        lambda: cloud.network.bind_ports(ctx, "s1", "vm", [{"uuid": net}, {"port": own["id"]}]),
+    )
+    assert len(cloud.network.server_ports("s1")) == 2
+    run(cloud, lambda: cloud.network.release_ports("s1"))
+    assert cloud.network.server_ports("s1") == []
+    assert [
+        p["name"] for p in cloud.network.list_ports(ctx) if p["device_owner"] != "network:dhcp"
+    ] == ["mine"]
+    assert cloud.network.get_port(ctx, own["id"])["device_id"] == ""
