@@ -23,6 +23,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -303,6 +304,7 @@ def main() -> int:
     parser.add_argument("--big-mib", type=int, default=128)
     parser.add_argument("--only", default="nube,moto,seaweedfs")
     parser.add_argument("--dry-run", action="store_true", help="print, do not write the doc")
+    parser.add_argument("--runs", type=int, default=3, help="rounds over all peers (median shown)")
     args = parser.parse_args()
     if os.environ.get("NUBE_BENCH_NETNS") != "1" and os.geteuid() == 0:
         inner = " ".join([sys.executable, *map(str, sys.argv)])
@@ -310,7 +312,7 @@ def main() -> int:
                                env={**os.environ, "NUBE_BENCH_NETNS": "1"})  # fmt: skip
     os.sched_setaffinity(0, {1})
     work = Path(tempfile.mkdtemp(prefix="nube-bench-s3-", dir="/var/tmp"))
-    results: dict[str, tuple[Server, dict[str, Phase]]] = {}
+    results: dict[str, tuple[Server, list[dict[str, Phase]]]] = {}
     missing = []
     try:
         big = work / "big.bin"
@@ -323,19 +325,23 @@ def main() -> int:
             "moto": lambda w: start_moto(w, args.peers_venv),
             "seaweedfs": lambda w: start_seaweedfs(w, args.peers_venv),
         }
-        for key in args.only.split(","):
-            peer_dir = work / key
-            peer_dir.mkdir()
-            server = starters[key](peer_dir)
-            if server is None:
-                missing.append(key)
-                continue
-            try:
-                print(f"running {server.name} ...", file=sys.stderr, flush=True)
-                results[key] = (server, run_peer(server, peer_dir, big, args.list_keys))
-            finally:
-                stop(server)
-                shutil.rmtree(peer_dir, ignore_errors=True)
+        for round_ in range(args.runs):  # peers interleaved, so neighbour load spreads over all
+            for key in args.only.split(","):
+                if key in missing:
+                    continue
+                peer_dir = work / f"{key}-{round_}"
+                peer_dir.mkdir()
+                server = starters[key](peer_dir)
+                if server is None:
+                    missing.append(key)
+                    continue
+                try:
+                    print(f"round {round_ + 1}: {server.name} ...", file=sys.stderr, flush=True)
+                    phases = run_peer(server, peer_dir, big, args.list_keys)
+                    results.setdefault(key, (server, []))[1].append(phases)
+                finally:
+                    stop(server)
+                    shutil.rmtree(peer_dir, ignore_errors=True)
         dd_after = dd(big, work / "dd.out")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -346,7 +352,7 @@ def main() -> int:
     return 0
 
 
-def render(results: dict[str, tuple[Server, dict[str, Phase]]], missing: list[str], dd_mb: float,
+def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: list[str], dd_mb: float,
            dd_before: float, dd_after: float, args: argparse.Namespace) -> str:  # fmt: skip
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?")  # fmt: skip
@@ -358,8 +364,8 @@ def render(results: dict[str, tuple[Server, dict[str, Phase]]], missing: list[st
         "",
         f"Produced by `{cmd}` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{os.cpu_count()} cores ({cpu}, shared with other jobs), Python {platform.python_version()}, "
-        f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). One measured run per peer after a "
-        "100-PUT warm-up; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1; "
+        f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). {args.runs} rounds, peers interleaved, each after a "
+        "100-PUT warm-up (discarded); medians shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1; "
         "fresh data directory per server on the same disk.",
         "",
         "Durability is not equal, so PUT numbers are not like for like:",
@@ -375,33 +381,50 @@ def render(results: dict[str, tuple[Server, dict[str, Phase]]], missing: list[st
         "| --- |" + " ---: |" * len(results),
     ]
 
-    def row(label: str, fmt: Callable[[Phase], str], key: str) -> None:
-        lines.append(f"| {label} | " + " | ".join(fmt(r[key]) for _, r in results.values()) + " |")
+    def med(runs: list[dict[str, Phase]], key: str, f: Callable[[Phase], float]) -> float:
+        return statistics.median(f(r[key]) for r in runs)
 
-    ops = lambda p: f"{p.ops_s:,.0f} ({p.pct(0.5):.0f}/{p.pct(0.99):.0f} ms)"  # noqa: E731
-    mbs = lambda p: f"{p.mb_s:,.0f}"  # noqa: E731
-    cpus = lambda p: f"{p.server_cpu:.1f} / {p.client_cpu:.1f}"  # noqa: E731
-    row("PUT 4 KiB, 16 threads: ops/s (p50/p99)", ops, "put4k")
-    row("  server / client CPU s for 2000 PUTs", cpus, "put4k")
-    row("GET 4 KiB, 16 threads: ops/s (p50/p99)", ops, "get4k")
-    row("  server / client CPU s for 2000 GETs", cpus, "get4k")
-    row("PUT 1 MiB, 8 threads: MB/s", mbs, "put1m")
-    row("GET 1 MiB, 8 threads: MB/s", mbs, "get1m")
-    row(f"PUT {args.big_mib} MiB multipart (8 MiB parts, 8 threads): MB/s", mbs, "putbig")
-    row("  server / client CPU s", cpus, "putbig")
-    row(f"GET {args.big_mib} MiB (ranged, 8 threads): MB/s", mbs, "getbig")
-    row("  server / client CPU s", cpus, "getbig")
-    row(
-        f"PUT 0 B (filling {args.list_keys:,} keys), 16 threads: ops/s",
-        lambda p: f"{p.ops_s:,.0f}",
-        "fill",
-    )
-    row(
-        f"LIST {args.list_keys:,} keys (1000 per page), median of 3: s",
-        lambda p: f"{p.wall:.2f}",
-        "list",
-    )
-    row("  server / client CPU s", cpus, "list")
+    def ops(runs: list[dict[str, Phase]], key: str) -> str:
+        return (f"{med(runs, key, lambda p: p.ops_s):,.0f} ({med(runs, key, lambda p: p.pct(0.5)):.0f}/"
+                f"{med(runs, key, lambda p: p.pct(0.99)):.0f} ms)")  # fmt: skip
+
+    def mbs(runs: list[dict[str, Phase]], key: str) -> str:
+        values = sorted(r[key].mb_s for r in runs)
+        return f"{statistics.median(values):,.0f} ({values[0]:,.0f} to {values[-1]:,.0f})"
+
+    def cpus(runs: list[dict[str, Phase]], key: str) -> str:
+        return f"{med(runs, key, lambda p: p.server_cpu):.1f} / {med(runs, key, lambda p: p.client_cpu):.1f}"
+
+    def rate(runs: list[dict[str, Phase]], key: str) -> str:
+        return f"{med(runs, key, lambda p: p.ops_s):,.0f}"
+
+    def wall(runs: list[dict[str, Phase]], key: str) -> str:
+        values = sorted(r[key].wall for r in runs)
+        return f"{statistics.median(values):.2f} ({values[0]:.2f} to {values[-1]:.2f})"
+
+    table = [
+        ("PUT 4 KiB, 16 threads: ops/s (p50/p99)", ops, "put4k"),
+        ("  server / client CPU s for 2000 PUTs", cpus, "put4k"),
+        ("GET 4 KiB, 16 threads: ops/s (p50/p99)", ops, "get4k"),
+        ("  server / client CPU s for 2000 GETs", cpus, "get4k"),
+        ("PUT 1 MiB, 8 threads: MB/s (range)", mbs, "put1m"),
+        ("GET 1 MiB, 8 threads: MB/s (range)", mbs, "get1m"),
+        (f"PUT {args.big_mib} MiB multipart (8 MiB parts, 8 threads): MB/s (range)", mbs, "putbig"),
+        ("  server / client CPU s", cpus, "putbig"),
+        (f"GET {args.big_mib} MiB (ranged, 8 threads): MB/s (range)", mbs, "getbig"),
+        ("  server / client CPU s", cpus, "getbig"),
+        (f"PUT 0 B (filling {args.list_keys:,} keys), 16 threads: ops/s", rate, "fill"),
+        (
+            f"LIST {args.list_keys:,} keys (1000 per page), median of 3 listings: s (range over runs)",
+            wall,
+            "list",
+        ),
+        ("  server / client CPU s", cpus, "list"),
+    ]
+    for label, fn, key in table:
+        lines.append(
+            f"| {label} | " + " | ".join(fn(runs, key) for _, runs in results.values()) + " |"
+        )
     lines += [
         "",
         f"Disk reference: `dd bs=1M conv=fsync` of the same {args.big_mib} MiB file: {dd_before:.0f} / {dd_after:.0f} MB/s "
@@ -409,9 +432,11 @@ def render(results: dict[str, tuple[Server, dict[str, Phase]]], missing: list[st
     ]
     if "nube" in results:
         r = results["nube"][1]
+        put = statistics.median(x["putbig"].mb_s for x in r)
+        get = statistics.median(x["getbig"].mb_s for x in r)
         lines.append(
-            f"Nube's large-object PUT reaches {r['putbig'].mb_s / dd_mb * 100:.0f} % and GET "
-            f"{r['getbig'].mb_s / dd_mb * 100:.0f} % of that."
+            f"Nube's large-object PUT (median) reaches {put / dd_mb * 100:.0f} % and GET "
+            f"{get / dd_mb * 100:.0f} % of that."
         )
     return "\n".join(lines)
 
