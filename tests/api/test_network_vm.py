@@ -1,0 +1,86 @@
+"""Two real nube-tiny guests on one Nube network: each gets its port's address by DHCP from the
+network's dnsmasq, and answers HTTP on it from inside the DHCP namespace. Deleting the servers and
+the network leaves no link, namespace or dnsmasq with this Nube's prefix."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.harness import Nube, Tenant, make_tenant
+from tests.api.harness import openstack as cli
+from tests.api.test_compute import REASON, console, image, wait_for, wait_status
+from tests.api.test_network import dnsmasqs, eventually, kernel_names, prefix
+
+__all__ = ["image"]  # the module-scoped fixture that imports nube-tiny
+
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+
+@pytest.fixture(scope="module")
+def carol(nube: Nube) -> Tenant:
+    return make_tenant(nube, "netvm")
+
+
+@pytest.fixture(scope="module")
+def two_vms(
+    nube: Nube, carol: Tenant, image: str
+) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    env = carol.env(nube)
+    cli(env, "network", "create", "vmnet")
+    sub = cli(env, "subnet", "create", "--network", "vmnet", "--subnet-range", "10.30.0.0/24", "vmsub",
+              "-f", "json")  # fmt: skip
+    made = []
+    try:
+        for name in ("web1", "web2"):
+            made.append(cli(env, "server", "create", "--image", image, "--flavor", "m1.nano", "--network",
+                            "vmnet", name, "-f", "json"))  # fmt: skip
+        yield sub, made
+    finally:
+        for server in made:
+            subprocess.run([*_os(), "server", "delete", "--wait", server["id"]], env=env, capture_output=True,
+                           timeout=180)  # fmt: skip
+        cli(env, "network", "delete", "vmnet", check=False)
+
+
+def _os() -> list[str]:
+    from tests.api.harness import BIN
+
+    return [str(BIN / "openstack")]
+
+
+def test_servers_on_a_network_get_their_ports_addresses_by_dhcp_and_answer_http(
+    nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    sub, servers = two_vms
+    namespace = f"{prefix(nube)}-dhcp-{sub['id']}"
+    for server in servers:
+        shown = wait_status(nube, carol, server["id"], "ACTIVE")
+        (addr,) = shown["addresses"]["vmnet"]
+        assert addr["OS-EXT-IPS:type"] == "fixed" and addr["OS-EXT-IPS-MAC:mac_addr"].startswith(
+            "fa:16:3e:"
+        )
+        ip = addr["addr"]
+        assert ip.startswith("10.30.0.")
+        line = wait_for(
+            lambda sid=server["id"]: re.search(r"NUBE-TINY READY hostname=(\S+) ip=(\S+)", console(nube, carol, sid)),
+            what=f"READY of {server['name']}",
+        )  # fmt: skip
+        assert line.group(2) == ip, line.group(0)
+        answer = subprocess.run(["ip", "netns", "exec", namespace, "busybox", "wget", "-q", "-O", "-",
+                                 f"http://{ip}/"], capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert answer.stdout.split() == [server["name"], server["id"]], answer.stderr
+
+
+def test_cleanup_leaves_no_link_namespace_or_dnsmasq(nube: Nube, carol: Tenant) -> None:
+    env = carol.env(nube)
+    for server in cli(env, "server", "list", "-f", "json"):
+        subprocess.run([*_os(), "server", "delete", "--wait", server["ID"]], env=env, capture_output=True,
+                       timeout=180)  # fmt: skip
+    cli(env, "network", "delete", "vmnet", check=False)
+    assert eventually(lambda: kernel_names(nube) == set() and dnsmasqs(nube) == [])
+    assert cli(env, "port", "list", "-f", "json") == []
