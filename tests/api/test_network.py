@@ -195,3 +195,53 @@ def test_a_subnet_gets_a_bridge_and_a_dhcp_namespace_and_delete_removes_them(
     )
     cli(env, "network", "delete", "dp")
     assert eventually(lambda: kernel_names(nube) == set() and dnsmasqs(nube) == [])
+
+
+def _sweep(nube: Nube) -> None:
+    """Teardown of last resort: whatever this Nube left in the kernel, by its own names and pidfiles."""
+    for pid in dnsmasqs(nube):
+        os.kill(int(pid), 15)
+    for name in kernel_names(nube):
+        if "-dhcp-" in name:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        else:
+            subprocess.run(["ip", "link", "delete", name], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the datapath needs root")
+def test_restart_rebuilds_the_datapath_and_removes_prefixed_leftovers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    own = Nube(tmp_path_factory.mktemp("netrestart") / "data")
+    own.start()
+    try:
+        t = make_tenant(own, "netr")
+        h = t.headers(own)
+        net = requests.post(
+            neutron(own, "/networks"), json={"network": {"name": "r"}}, headers=h, timeout=5
+        )
+        net_id = net.json()["network"]["id"]
+        sub = requests.post(neutron(own, "/subnets"), headers=h, timeout=5,
+                            json={"subnet": {"network_id": net_id, "cidr": "10.40.0.0/24", "ip_version": 4}})  # fmt: skip
+        sub_id = sub.json()["subnet"]["id"]
+        bridge = f"{prefix(own)}b{net_id.replace('-', '')[:8]}"
+        assert eventually(lambda: bridge in kernel_names(own) and len(dnsmasqs(own)) == 1)
+        assert own.stop() == 0
+        # A clean stop leaves the datapath up; now break it while Nube is down.
+        assert bridge in kernel_names(own) and len(dnsmasqs(own)) == 1
+        os.kill(int(dnsmasqs(own)[0]), 15)
+        subprocess.run(["ip", "link", "delete", bridge], check=True)
+        stray = f"{prefix(own)}bdeadbeef"
+        subprocess.run(["ip", "link", "add", stray, "type", "bridge"], check=True)
+        assert eventually(lambda: dnsmasqs(own) == [])
+        own.start()
+        names = kernel_names(own)
+        assert bridge in names and f"{prefix(own)}-dhcp-{sub_id}" in names and stray not in names
+        assert len(dnsmasqs(own)) == 1
+        r = requests.delete(neutron(own, f"/networks/{net_id}"), headers=t.headers(own), timeout=5)
+        assert r.status_code == 204
+        assert eventually(lambda: kernel_names(own) == set() and dnsmasqs(own) == [])
+    finally:
+        if own.proc is not None:
+            own.stop()
+        _sweep(own)
