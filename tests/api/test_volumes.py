@@ -239,6 +239,22 @@ def test_snapshot_while_attached_then_a_volume_from_it_holds_the_data(
     wait_volume(nube, tenant, copy["id"], "available")
 
 
+def test_an_attached_volume_survives_a_resize_of_its_server(
+    nube: Nube, tenant: Tenant, vol1: dict[str, Any], servers: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    _, b = servers
+    env = tenant.env(nube)
+    line = f"VOLTEST READ {serial(vol1['id'])} {MARK}"
+    before = console(nube, tenant, b["id"]).count(line)
+    cli(env, "server", "resize", "--flavor", "m1.micro", "--wait", b["id"])
+    cli(env, "server", "resize", "confirm", b["id"])
+    wait_for(
+        lambda: console(nube, tenant, b["id"]).count(line) > before,
+        what="the data again after the resize",
+    )
+    assert volume(nube, tenant, vol1["id"])["status"] == "in-use"
+
+
 def test_another_project_can_neither_see_nor_attach_the_volume(
     nube: Nube, vol1: dict[str, Any], servers: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
