@@ -39,6 +39,7 @@ from appliance.images.members import ImageMembers
 from appliance.images.service import DEFAULT_LIMITS as IMAGE_LIMITS
 from appliance.images.service import Images
 from appliance.network.datapath import Datapath, Names
+from appliance.network.routers import Routers
 from appliance.network.security_groups import SecurityGroups
 from appliance.network.service import DEFAULT_LIMITS as NETWORK_LIMITS
 from appliance.network.service import Network
@@ -80,6 +81,7 @@ class Cloud:
     attachments: Attachments
     network: Network
     security_groups: SecurityGroups
+    routers: Routers
 
     @classmethod
     def build(
@@ -173,6 +175,7 @@ class Cloud:
             attachments=attachments,
             network=network,
             security_groups=SecurityGroups(network),
+            routers=Routers(network),
         )
 
     def start(self) -> None:

@@ -137,9 +137,14 @@ class Servers:
         nic_requests = self._networks(spec, version)
         groups = spec.get("security_groups")
         if groups not in (None, [], [{"name": "default"}]):
-            raise Invalid(
-                "Security groups other than 'default' need the network service, which is not available yet."
-            )
+            if self.bind_ports is None:
+                raise Invalid("Security groups other than 'default' need the network service.")
+            if not isinstance(groups, list) or not all(
+                isinstance(g, dict) and g.get("name") for g in groups
+            ):
+                raise Invalid("security_groups must be a list of {name}.")
+            for request in nic_requests:  # each new port gets them (OSC sends group ids as names)
+                request["security_groups"] = [str(g["name"]) for g in groups]
         key_name = spec.get("key_name")
         key_data = self.keypairs.get(ctx, key_name).public_key if key_name else None
         user_data = spec.get("user_data")

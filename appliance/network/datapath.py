@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +43,42 @@ class DhcpSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Allow:
+    """One ingress rule of a port's security groups; `sources` None means from anywhere."""
+
+    protocol: str | None  # tcp, udp, icmp or None for any
+    port_min: int | None
+    port_max: int | None
+    sources: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PortFilter:
+    port_id: str
+    ip: str
+    allows: tuple[Allow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RouterLeg:
+    port_id: str
+    network_id: str
+    mac: str
+    address: str  # the subnet's gateway IP
+    prefixlen: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSpec:
+    router_id: str
+    legs: tuple[RouterLeg, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkSpec:
     network_id: str
     dhcp: tuple[DhcpSpec, ...]
+    filters: tuple[PortFilter, ...] = ()
 
 
 class Names:
@@ -66,6 +100,16 @@ class Names:
     def namespace(self, subnet_id: str) -> str:
         return f"{self.prefix}-dhcp-{subnet_id}"
 
+    def router_namespace(self, router_id: str) -> str:
+        return f"{self.prefix}-router-{router_id}"
+
+    def router_veth(self, port_id: str) -> str:
+        return f"{self.prefix}r{port_id.replace('-', '')[:8]}"
+
+    def leg(self, port_id: str) -> str:
+        """The router's end of a leg, inside the router's namespace."""
+        return f"qr{port_id.replace('-', '')[:8]}"
+
 
 class Datapath:
     """`live=False` keeps the state in memory only (unit tests, machines without root)."""
@@ -76,6 +120,7 @@ class Datapath:
         self.live = live
         self.fake_links: set[str] = set()
         self.fake_namespaces: set[str] = set()
+        self.fake_ruleset = ""
 
     # -- what exists ---------------------------------------------------------------------------
 
@@ -97,24 +142,108 @@ class Datapath:
 
     # -- the one entry point -------------------------------------------------------------------
 
-    def converge(self, desired: list[NetworkSpec]) -> None:
+    def converge(self, desired: list[NetworkSpec], routers: Sequence[RouterSpec] = ()) -> None:
         want_bridges = {self.names.bridge(n.network_id) for n in desired}
         want_dhcp = {d.subnet_id: (n, d) for n in desired for d in n.dhcp}
         want_ns = {self.names.namespace(s) for s in want_dhcp}
-        for ns in sorted(self.namespaces() - want_ns):
-            self._remove_dhcp(ns.split("-dhcp-", 1)[1])
+        want_routers = {self.names.router_namespace(r.router_id) for r in routers}
+        want_legs = {self.names.router_veth(leg.port_id) for r in routers for leg in r.legs}
+        for ns in sorted(self.namespaces() - want_ns - want_routers):
+            if "-dhcp-" in ns:
+                self._remove_dhcp(ns.split("-dhcp-", 1)[1])
+            else:
+                self._remove_namespace(ns)
         for stale in sorted(self._run_dirs() - set(want_dhcp)):
             self._remove_dhcp(stale)
         for net in desired:
             self._ensure_bridge(self.names.bridge(net.network_id))
         for net, dhcp in want_dhcp.values():
             self._ensure_dhcp(self.names.bridge(net.network_id), dhcp)
+        for router in routers:
+            self._ensure_router(router)
+        self._load_filters(desired)
         for link in sorted(self.links()):
             kind = link[len(self.names.prefix)]
             if kind == "b" and link not in want_bridges:
                 self._delete_link(link)
             elif kind == "d" and link not in {self.names.veth(s) for s in want_dhcp}:
                 self._delete_link(link)
+            elif kind == "r" and link not in want_legs:
+                self._delete_link(link)
+
+    # -- routers ---------------------------------------------------------------------------------
+
+    def _ensure_router(self, router: RouterSpec) -> None:
+        """A namespace forwarding between its legs, each a veth into a network's bridge holding the
+        subnet's gateway address (no external leg, no NAT: nothing leaves Nube's own bridges)."""
+        ns = self.names.router_namespace(router.router_id)
+        if not self.live:
+            self.fake_namespaces.add(ns)
+            self.fake_links |= {self.names.router_veth(leg.port_id) for leg in router.legs}
+            return
+        from pyroute2 import IPRoute, NetNS, netns
+
+        if ns not in netns.listnetns():
+            netns.create(ns)
+            log.info("namespace %s created", ns)
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True,
+                       capture_output=True, timeout=30)  # fmt: skip
+        with IPRoute() as ipr:
+            for leg in router.legs:
+                host = self.names.router_veth(leg.port_id)
+                if not ipr.link_lookup(ifname=host):
+                    ipr.link("add", ifname=host, kind="veth",
+                             peer={"ifname": self.names.leg(leg.port_id), "net_ns_fd": ns})  # fmt: skip
+                    _no_ipv6(host)
+                master = ipr.link_lookup(ifname=self.names.bridge(leg.network_id))[0]
+                ipr.link("set", index=ipr.link_lookup(ifname=host)[0], master=master, state="up")
+        wanted = {self.names.leg(leg.port_id): leg for leg in router.legs}
+        with NetNS(ns) as nsr:
+            lo = nsr.link_lookup(ifname="lo")
+            if lo:
+                nsr.link("set", index=lo[0], state="up")
+            for link in nsr.get_links():
+                name = link.get_attr("IFLA_IFNAME")
+                if name and name.startswith("qr") and name not in wanted:
+                    nsr.link("del", index=link["index"])
+            for name, leg in wanted.items():
+                index = nsr.link_lookup(ifname=name)[0]
+                have = {a.get_attr("IFA_ADDRESS") for a in nsr.get_addr(index=index, family=2)}
+                if have != {leg.address}:
+                    for address in have:
+                        nsr.addr("del", index=index, address=address, prefixlen=leg.prefixlen)
+                    nsr.link("set", index=index, address=leg.mac)
+                    nsr.addr("add", index=index, address=leg.address, prefixlen=leg.prefixlen)
+                nsr.link("set", index=index, state="up")
+
+    def _remove_namespace(self, ns: str) -> None:
+        if not self.live:
+            self.fake_namespaces.discard(ns)
+            return
+        from pyroute2 import netns
+
+        netns.remove(ns)  # the veth ends inside go with it, and their peers in the bridges
+        log.info("namespace %s removed", ns)
+
+    # -- security groups -----------------------------------------------------------------------
+
+    @property
+    def table(self) -> str:
+        return f"{self.names.prefix}_sg"
+
+    def _load_filters(self, desired: list[NetworkSpec]) -> None:
+        text = ruleset(
+            self.table, [(self.names.bridge(n.network_id), f) for n in desired for f in n.filters]
+        )
+        self.fake_ruleset = text
+        if not self.live:
+            return
+        if shutil.which("nft") is None:
+            log.warning("nft is not installed: security groups are not enforced")
+            return
+        subprocess.run(
+            ["nft", "-f", "-"], input=text, text=True, check=True, capture_output=True, timeout=30
+        )
 
     # -- bridges -------------------------------------------------------------------------------
 
@@ -225,6 +354,46 @@ class Datapath:
             netns.remove(ns)
             log.info("namespace %s removed", ns)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def ruleset(table: str, filters: list[tuple[str, PortFilter]]) -> str:
+    """Our own nftables table, replaced whole in one transaction. Bridged IPv4 passes the inet forward
+    hook (br_netfilter) with the bridge as oifname (host-notes §4), so each port is matched by its
+    bridge and address; anything to it that no ingress rule allows, and that is not a reply, drops."""
+    lines = [f"table inet {table}", f"delete table inet {table}"]
+    if not filters:
+        return "\n".join(lines) + "\n"
+    lines += [f"table inet {table} {{", "  chain forward {",
+              "    type filter hook forward priority 0; policy accept;"]  # fmt: skip
+    for bridge, port in filters:
+        lines.append(f'    oifname "{bridge}" ip daddr {port.ip} jump {_chain(port)}')
+    lines.append("  }")
+    for _, port in filters:
+        lines += [f"  chain {_chain(port)} {{", "    ct state established,related accept",
+                  "    ct state invalid drop", "    udp sport 67 udp dport 68 accept"]  # fmt: skip
+        for allow in port.allows:
+            match = []
+            if allow.sources is not None:
+                if not allow.sources:
+                    continue
+                match.append("ip saddr { " + ", ".join(allow.sources) + " }")
+            if allow.protocol in ("tcp", "udp"):
+                ports = (
+                    ""
+                    if allow.port_min is None
+                    else f" {allow.protocol} dport {allow.port_min}-{allow.port_max or allow.port_min}"
+                )
+                match.append(f"meta l4proto {allow.protocol}{ports}")
+            elif allow.protocol == "icmp":
+                match.append("meta l4proto icmp")
+            lines.append("    " + " ".join([*match, "accept"]))
+        lines += ["    drop", "  }"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _chain(port: PortFilter) -> str:
+    return f"p_{port.port_id.replace('-', '')}_{port.ip.replace('.', '_')}"
 
 
 def dnsmasq_args(spec: DhcpSpec, folder: Path) -> list[str]:

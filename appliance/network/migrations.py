@@ -88,3 +88,20 @@ _INITIAL = [
 def m001_initial(db: Database) -> None:
     for sql in _INITIAL:
         db.execute(sql)
+
+
+@migrations()
+def m002_routers(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE routers (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            description TEXT NOT NULL DEFAULT '',
+            project_id TEXT NOT NULL,
+            admin_state_up INTEGER NOT NULL DEFAULT 1,
+            routes TEXT NOT NULL DEFAULT '[]',
+            revision_number INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX routers_project ON routers (project_id)")

@@ -229,6 +229,74 @@ async def rules_index(request: Request) -> Response:
     return _list(request, "security_group_rules", rules)
 
 
+async def rules_create(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    row = c.security_groups.create_rule(ctx, await _spec(request, "security_group_rule"))
+    return _one(request, "security_group_rule", wire.rule_json(row), 201)
+
+
+async def rule_show(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    return _one(
+        request,
+        "security_group_rule",
+        wire.rule_json(c.security_groups.get_rule(ctx, request.path_params["id"])),
+    )
+
+
+async def rule_delete(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    c.security_groups.delete_rule(ctx, request.path_params["id"])
+    return Response(status_code=204)
+
+
+# -- routers ---------------------------------------------------------------------------------------
+
+
+def _router(c: Cloud, row: dict[str, Any]) -> dict[str, Any]:
+    return wire.router_json(row, c.routers.interfaces(row["id"]))
+
+
+async def routers_index(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    return _list(request, "routers", [_router(c, r) for r in c.routers.list_routers(ctx)])
+
+
+async def routers_create(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    row = c.routers.create(ctx, await _spec(request, "router"))
+    return _one(request, "router", _router(c, row), 201)
+
+
+async def router_show(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    return _one(request, "router", _router(c, c.routers.get(ctx, request.path_params["id"])))
+
+
+async def router_update(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    row = c.routers.update(ctx, request.path_params["id"], await _spec(request, "router"))
+    return _one(request, "router", _router(c, row))
+
+
+async def router_delete(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    c.routers.delete(ctx, request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def router_add_interface(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    body = await json_body(request, BODY_LIMIT)
+    return JSONResponse(c.routers.add_interface(ctx, request.path_params["id"], body))
+
+
+async def router_remove_interface(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    body = await json_body(request, BODY_LIMIT)
+    return JSONResponse(c.routers.remove_interface(ctx, request.path_params["id"], body))
+
+
 routes = [
     Route("/v2.0/", resources, methods=["GET"]),
     Route("/v2.0", resources, methods=["GET"]),
@@ -254,4 +322,14 @@ routes = [
     Route("/v2.0/security-groups/{id}", group_show, methods=["GET"]),
     Route("/v2.0/security-groups/{id}", group_delete, methods=["DELETE"]),
     Route("/v2.0/security-group-rules", rules_index, methods=["GET"]),
+    Route("/v2.0/routers", routers_index, methods=["GET"]),
+    Route("/v2.0/routers", routers_create, methods=["POST"]),
+    Route("/v2.0/routers/{id}", router_show, methods=["GET"]),
+    Route("/v2.0/routers/{id}", router_update, methods=["PUT"]),
+    Route("/v2.0/routers/{id}", router_delete, methods=["DELETE"]),
+    Route("/v2.0/routers/{id}/add_router_interface", router_add_interface, methods=["PUT"]),
+    Route("/v2.0/routers/{id}/remove_router_interface", router_remove_interface, methods=["PUT"]),
+    Route("/v2.0/security-group-rules", rules_create, methods=["POST"]),
+    Route("/v2.0/security-group-rules/{id}", rule_show, methods=["GET"]),
+    Route("/v2.0/security-group-rules/{id}", rule_delete, methods=["DELETE"]),
 ]

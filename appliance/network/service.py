@@ -18,13 +18,21 @@ from sqlite_utils import Database
 from appliance.context import Context
 from appliance.errors import Conflict, Forbidden, Invalid, NotFound, NubeError, OverQuota
 from appliance.network import ipam
-from appliance.network.datapath import Datapath, DhcpHost, DhcpSpec, NetworkSpec
+from appliance.network.datapath import (
+    Allow,
+    Datapath,
+    DhcpHost,
+    DhcpSpec,
+    NetworkSpec,
+    PortFilter,
+    RouterSpec,
+)
 from appliance.tasks import Jobs
 
 log = logging.getLogger("nube.network")
 
 SERVICE_TYPE = "network"
-DEFAULT_LIMITS = {"network": 100, "subnet": 100, "port": 500, "security_group": 10}
+DEFAULT_LIMITS = {"network": 100, "subnet": 100, "port": 500, "security_group": 10, "router": 10}
 DHCP_OWNER = "network:dhcp"
 Row = dict[str, Any]
 LimitFn = Callable[[str, str], int]
@@ -72,6 +80,10 @@ class Network:
         self.jobs = jobs
         self.datapath = datapath
         self._dirty = False
+        # Set by security groups: (project, ids or names or None) -> group ids.
+        self.resolve_groups: Callable[[str, Any], list[str]] = lambda project, wanted: []
+        # Set by routers: the router namespaces the datapath should hold.
+        self.desired_routers: Callable[[], list[RouterSpec]] = list
         jobs.add_reconciler("network", self.reconcile)
 
     # -- rows ----------------------------------------------------------------------------------
@@ -363,6 +375,12 @@ class Network:
         if not isinstance(wanted, list) or not all(isinstance(w, dict) for w in wanted):
             raise Invalid("fixed_ips must be a list of {subnet_id, ip_address}.")
         by_id = {s["id"]: s for s in subnets}
+        owner = str(spec.get("device_owner") or "")
+        groups = (
+            []
+            if owner.startswith("network:")
+            else self.resolve_groups(project, spec.get("security_groups"))
+        )
         port_id, now = str(uuid.uuid4()), stamp()
         try:
             with self.db.atomic():
@@ -372,7 +390,7 @@ class Network:
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [port_id, _text(spec, "name"), _text(spec, "description"), project, network_id, mac.lower(),
                      int(_bool(spec, "admin_state_up", True)), _text(spec, "device_id"), _text(spec, "device_owner"),
-                     json.dumps(spec.get("security_groups") or []), int(bool(spec.get("auto_delete"))), now, now],
+                     json.dumps(groups), int(bool(spec.get("auto_delete"))), now, now],
                 )  # fmt: skip
                 for item in wanted:
                     self._allocate(port_id, network_id, item, by_id)
@@ -431,9 +449,12 @@ class Network:
         if "admin_state_up" in spec:
             changes["admin_state_up"] = int(_bool(spec, "admin_state_up", True))
         if "security_groups" in spec:
-            changes["security_groups"] = json.dumps(spec["security_groups"] or [])
+            changes["security_groups"] = json.dumps(
+                self.resolve_groups(row["project_id"], spec["security_groups"] or [])
+            )
         if changes:
             self._update("ports", port_id, changes)
+            self.kick()
         return self.get_port(ctx, port_id)
 
     def delete_port(self, ctx: Context, port_id: str) -> None:
@@ -473,6 +494,8 @@ class Network:
                     network_id = self.get_network(ctx, str(request.get("uuid"))).get("id", "")
                 spec: dict[str, Any] = {
                     "device_id": server_id, "device_owner": "compute:nova", "auto_delete": True}  # fmt: skip
+                if request.get("security_groups") is not None:
+                    spec["security_groups"] = request["security_groups"]
                 if request.get("fixed_ip"):
                     spec["fixed_ips"] = [{"ip_address": request["fixed_ip"]}]
                 assert ctx.project_id is not None
@@ -542,8 +565,38 @@ class Network:
                 )  # fmt: skip
                 dhcp.append(DhcpSpec(subnet["id"], subnet["cidr"], own["ip_address"], subnet["gateway_ip"],
                                      tuple(json.loads(subnet["dns_nameservers"])), network["mtu"], hosts))  # fmt: skip
-            specs.append(NetworkSpec(network["id"], tuple(dhcp)))
+            specs.append(NetworkSpec(network["id"], tuple(dhcp), self._filters(network["id"])))
         return specs
+
+    def _filters(self, network_id: str) -> tuple[PortFilter, ...]:
+        """What the security groups of each server port on the network let in (IPv4 ingress)."""
+        filters = []
+        for port in self._rows(
+            "SELECT p.id, p.security_groups, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
+            "WHERE p.network_id = ? AND p.device_owner LIKE 'compute:%' ORDER BY p.id, f.ip_address", [network_id],
+        ):  # fmt: skip
+            groups = json.loads(port["security_groups"])
+            if not groups:
+                continue
+            allows = []
+            marks = ",".join("?" * len(groups))
+            for rule in self._rows(
+                f"SELECT * FROM security_group_rules WHERE security_group_id IN ({marks}) AND direction = 'ingress' "
+                "AND ethertype = 'IPv4' ORDER BY id", groups,
+            ):  # fmt: skip
+                sources: tuple[str, ...] | None = None
+                if rule["remote_ip_prefix"]:
+                    sources = (rule["remote_ip_prefix"],)
+                elif rule["remote_group_id"]:
+                    sources = tuple(sorted({
+                        r["ip_address"] for r in self._rows(
+                            "SELECT p.security_groups, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id", [])
+                        if rule["remote_group_id"] in json.loads(r["security_groups"])}))  # fmt: skip
+                allows.append(
+                    Allow(rule["protocol"], rule["port_range_min"], rule["port_range_max"], sources)
+                )
+            filters.append(PortFilter(port["id"], port["ip_address"], tuple(allows)))
+        return tuple(filters)
 
     def kick(self) -> None:
         """The kernel must catch up with the rows: converge now, or again after the running pass."""
@@ -562,7 +615,7 @@ class Network:
     async def _converge(self) -> None:
         while self._dirty:
             self._dirty = False
-            await asyncio.to_thread(self.datapath.converge, self.desired())
+            await asyncio.to_thread(self.datapath.converge, self.desired(), self.desired_routers())
 
     async def settled(self) -> None:
         """Wait until the datapath holds what the rows say (compute waits before plugging a tap)."""

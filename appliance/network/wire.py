@@ -19,6 +19,7 @@ EXTENSIONS = (
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources."),
     ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
+    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks."),
 )  # fmt: skip
 
 
@@ -33,7 +34,7 @@ def resources_json(base: str) -> dict[str, Any]:
             {"name": name, "collection": collection,
              "links": [{"rel": "self", "href": f"{base}/networking/v2.0/{collection}"}]}
             for name, collection in (("network", "networks"), ("subnet", "subnets"), ("port", "ports"),
-                                     ("security_group", "security-groups"),
+                                     ("security_group", "security-groups"), ("router", "routers"),
                                      ("security_group_rule", "security-group-rules"))
         ]
     }  # fmt: skip
@@ -102,6 +103,18 @@ def rule_json(row: Row) -> dict[str, Any]:
 def security_group_json(row: Row, rules: Sequence[Row]) -> dict[str, Any]:
     return {**_common(row), "security_group_rules": [rule_json(r) for r in rules], "stateful": True,
             "shared": False}  # fmt: skip
+
+
+def router_json(row: Row, legs: list[Row]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "name": row["name"], "description": row["description"], "project_id": row["project_id"],
+        "tenant_id": row["project_id"], "status": "ACTIVE", "admin_state_up": bool(row["admin_state_up"]),
+        "external_gateway_info": None, "routes": json.loads(row["routes"]), "distributed": False, "ha": False,
+        "availability_zones": ["nova"], "availability_zone_hints": [], "flavor_id": None, "tags": [],
+        "created_at": row["created_at"], "updated_at": row["updated_at"], "revision_number": row["revision_number"],
+        "interfaces_info": [{"port_id": leg["port_id"], "subnet_id": leg["subnet_id"], "ip_address": leg["ip_address"]}
+                            for leg in legs],
+    }  # fmt: skip
 
 
 def project(body: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:

@@ -245,3 +245,52 @@ def test_restart_rebuilds_the_datapath_and_removes_prefixed_leftovers(
         if own.proc is not None:
             own.stop()
         _sweep(own)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the datapath needs root")
+def test_cli_router_joins_two_subnets_in_a_forwarding_namespace(nube: Nube, alice: Tenant) -> None:
+    env = alice.env(nube)
+    for n, cidr in (("ra", "10.60.0.0/24"), ("rb", "10.61.0.0/24")):
+        cli(env, "network", "create", n)
+        cli(env, "subnet", "create", "--network", n, "--subnet-range", cidr, f"{n}-sub")
+    router = cli(env, "router", "create", "r1", "-f", "json")
+    cli(env, "router", "add", "subnet", "r1", "ra-sub")
+    cli(env, "router", "add", "subnet", "r1", "rb-sub")
+    namespace = f"{prefix(nube)}-router-{router['id']}"
+
+    def addresses() -> str:
+        return subprocess.run(["ip", "netns", "exec", namespace, "ip", "-4", "-o", "addr"], capture_output=True,
+                              text=True).stdout  # fmt: skip
+
+    assert eventually(lambda: "10.60.0.1/24" in addresses() and "10.61.0.1/24" in addresses())
+    forward = subprocess.run(["ip", "netns", "exec", namespace, "cat", "/proc/sys/net/ipv4/ip_forward"],
+                             capture_output=True, text=True).stdout  # fmt: skip
+    assert forward.strip() == "1"
+    # ra's DHCP namespace reaches rb's through the router (each given a route via its gateway).
+    spaces = {}
+    for n, other in (("ra", "10.61.0.0/24"), ("rb", "10.60.0.0/24")):
+        sub = cli(env, "subnet", "show", f"{n}-sub", "-f", "json")
+        spaces[n] = f"{prefix(nube)}-dhcp-{sub['id']}"
+        route = [
+            "ip",
+            "netns",
+            "exec",
+            spaces[n],
+            "ip",
+            "route",
+            "add",
+            other,
+            "via",
+            sub["gateway_ip"],
+        ]
+        subprocess.run(route, check=True)
+    ping = subprocess.run(["ip", "netns", "exec", spaces["ra"], "busybox", "ping", "-c", "1", "-W", "3", "10.61.0.2"],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    shown = cli(env, "router", "show", "r1", "-f", "json")
+    assert len(shown["interfaces_info"]) == 2
+    cli(env, "router", "remove", "subnet", "r1", "ra-sub")
+    cli(env, "router", "remove", "subnet", "r1", "rb-sub")
+    cli(env, "router", "delete", "r1")
+    cli(env, "network", "delete", "ra", "rb")
+    assert eventually(lambda: kernel_names(nube) == set() and dnsmasqs(nube) == [])

@@ -13,7 +13,7 @@ import pytest
 
 from tests.api.harness import Nube, Tenant, make_tenant
 from tests.api.harness import openstack as cli
-from tests.api.test_compute import REASON, console, image, wait_for, wait_status
+from tests.api.test_compute import REASON, console, image, show, wait_for, wait_status
 from tests.api.test_network import dnsmasqs, eventually, kernel_names, prefix
 
 __all__ = ["image"]  # the module-scoped fixture that imports nube-tiny
@@ -53,27 +53,63 @@ def _os() -> list[str]:
     return [str(BIN / "openstack")]
 
 
-def test_servers_on_a_network_get_their_ports_addresses_by_dhcp_and_answer_http(
+def test_servers_on_a_network_get_their_ports_addresses_by_dhcp(
     nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
 ) -> None:
-    sub, servers = two_vms
-    namespace = f"{prefix(nube)}-dhcp-{sub['id']}"
+    _, servers = two_vms
     for server in servers:
         shown = wait_status(nube, carol, server["id"], "ACTIVE")
         (addr,) = shown["addresses"]["vmnet"]
-        assert addr["OS-EXT-IPS:type"] == "fixed" and addr["OS-EXT-IPS-MAC:mac_addr"].startswith(
-            "fa:16:3e:"
-        )
-        ip = addr["addr"]
-        assert ip.startswith("10.30.0.")
+        assert addr["OS-EXT-IPS:type"] == "fixed"
+        assert addr["OS-EXT-IPS-MAC:mac_addr"].startswith("fa:16:3e:")
+        assert addr["addr"].startswith("10.30.0.")
         line = wait_for(
             lambda sid=server["id"]: re.search(r"NUBE-TINY READY hostname=(\S+) ip=(\S+)", console(nube, carol, sid)),
             what=f"READY of {server['name']}",
         )  # fmt: skip
-        assert line.group(2) == ip, line.group(0)
-        answer = subprocess.run(["ip", "netns", "exec", namespace, "busybox", "wget", "-q", "-O", "-",
-                                 f"http://{ip}/"], capture_output=True, text=True, timeout=30)  # fmt: skip
-        assert answer.stdout.split() == [server["name"], server["id"]], answer.stderr
+        assert line.group(2) == addr["addr"], line.group(0)
+
+
+def http_from(namespace: str, ip: str) -> str:
+    """GET / from inside a namespace with a timeout (busybox wget -T segfaults here: host-notes §4)."""
+    code = (
+        f"import urllib.request as u; print(u.urlopen('http://{ip}/', timeout=4).read().decode())"
+    )
+    result = subprocess.run(["ip", "netns", "exec", namespace, "/usr/bin/python3", "-c", code],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    return (
+        result.stdout.strip()
+        if result.returncode == 0
+        else f"failed: {result.stderr.strip()[-200:]}"
+    )
+
+
+def test_each_server_answers_http_from_the_dhcp_namespace_once_a_rule_allows_it(
+    nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    sub, servers = two_vms
+    namespace = f"{prefix(nube)}-dhcp-{sub['id']}"
+    cli(carol.env(nube), "security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "80",
+        "--remote-ip", "0.0.0.0/0", "default")  # fmt: skip
+    for server in servers:
+        ip = show(nube, carol, server["id"])["addresses"]["vmnet"][0]["addr"]
+        wait_for(lambda ip=ip, name=server["name"]: http_from(namespace, ip).startswith(name), timeout=60,
+                 what=f"HTTP from {server['name']}")  # fmt: skip
+        assert http_from(namespace, ip).split() == [server["name"], server["id"]]
+
+
+def test_the_default_group_alone_blocks_http_from_outside_the_group(
+    nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    sub, servers = two_vms
+    env = carol.env(nube)
+    namespace = f"{prefix(nube)}-dhcp-{sub['id']}"
+    for rule in cli(env, "security", "group", "rule", "list", "--protocol", "tcp", "-f", "json"):
+        cli(env, "security", "group", "rule", "delete", rule["ID"])
+    ip = show(nube, carol, servers[0]["id"])["addresses"]["vmnet"][0]["addr"]
+    wait_for(
+        lambda: http_from(namespace, ip).startswith("failed"), timeout=30, what="HTTP to be blocked"
+    )
 
 
 def test_cleanup_leaves_no_link_namespace_or_dnsmasq(nube: Nube, carol: Tenant) -> None:
@@ -84,3 +120,5 @@ def test_cleanup_leaves_no_link_namespace_or_dnsmasq(nube: Nube, carol: Tenant) 
     cli(env, "network", "delete", "vmnet", check=False)
     assert eventually(lambda: kernel_names(nube) == set() and dnsmasqs(nube) == [])
     assert cli(env, "port", "list", "-f", "json") == []
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"{prefix(nube)}_sg" not in tables

@@ -245,3 +245,77 @@ def test_deleting_a_server_releases_its_ports_but_keeps_a_users_own(cloud: Cloud
         p["name"] for p in cloud.network.list_ports(ctx) if p["device_owner"] != "network:dhcp"
     ] == ["mine"]
     assert cloud.network.get_port(ctx, own["id"])["device_id"] == ""
+
+
+def test_a_server_port_in_the_default_group_lets_in_only_its_group(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, _ = net_with_subnet(cloud, ctx)
+    run(cloud, lambda: cloud.network.bind_ports(ctx, "s1", "vm", [{"uuid": net}]))
+    (spec,) = cloud.network.desired()
+    (port,) = spec.filters
+    assert port.ip == "10.0.0.3"
+    assert [a.sources for a in port.allows] == [("10.0.0.3",)]
+    assert (
+        "jump" in cloud.network.datapath.fake_ruleset
+        and "drop" in cloud.network.datapath.fake_ruleset
+    )
+
+
+def test_a_rule_for_tcp_80_from_anywhere_reaches_the_ruleset(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, _ = net_with_subnet(cloud, ctx)
+    run(cloud, lambda: cloud.network.bind_ports(ctx, "s1", "vm", [{"uuid": net}]))
+    default = cloud.security_groups.list_groups(ctx)[0]
+    spec = {"security_group_id": default["id"], "direction": "ingress", "protocol": "tcp",
+            "port_range_min": 80, "port_range_max": 80, "remote_ip_prefix": "0.0.0.0/0"}  # fmt: skip
+    run(cloud, lambda: cloud.security_groups.create_rule(ctx, spec))
+    assert (
+        "ip saddr { 0.0.0.0/0 } meta l4proto tcp tcp dport 80-80 accept"
+        in cloud.network.datapath.fake_ruleset
+    )
+    with pytest.raises(Conflict):
+        run(cloud, lambda: cloud.security_groups.create_rule(ctx, spec))
+
+
+def test_no_server_ports_means_the_table_is_only_deleted() -> None:
+    from appliance.network.datapath import ruleset
+
+    assert ruleset("nbabcd_sg", []) == "table inet nbabcd_sg\ndelete table inet nbabcd_sg\n"
+
+
+def test_a_group_in_use_by_a_port_cannot_be_deleted(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, _ = net_with_subnet(cloud, ctx)
+    group = cloud.security_groups.create_group(ctx, {"name": "web"})
+    run(
+        cloud,
+        lambda: cloud.network.create_port(ctx, {"network_id": net, "security_groups": ["web"]}),
+    )
+    with pytest.raises(Conflict):
+        cloud.security_groups.delete_group(ctx, group["id"])
+
+
+def test_a_router_interface_takes_the_gateway_and_gets_a_namespace_leg(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, sub = net_with_subnet(cloud, ctx)
+    router = run(cloud, lambda: cloud.routers.create(ctx, {"name": "r"}))
+    answer = run(cloud, lambda: cloud.routers.add_interface(ctx, router["id"], {"subnet_id": sub}))
+    assert cloud.network.fixed_ips(answer["port_id"])[0]["ip_address"] == "10.0.0.1"
+    (spec,) = cloud.routers.desired()
+    assert [(leg.address, leg.prefixlen) for leg in spec.legs] == [("10.0.0.1", 24)]
+    names = cloud.network.datapath.names
+    assert names.router_namespace(router["id"]) in cloud.network.datapath.namespaces()
+    with pytest.raises(Conflict):
+        run(cloud, lambda: cloud.routers.delete(ctx, router["id"]))
+    with pytest.raises(Conflict):
+        run(cloud, lambda: cloud.network.delete_subnet(ctx, sub))
+    run(cloud, lambda: cloud.routers.remove_interface(ctx, router["id"], {"subnet_id": sub}))
+    run(cloud, lambda: cloud.routers.delete(ctx, router["id"]))
+    run(cloud, lambda: cloud.network.delete_network(ctx, net))
+    assert cloud.network.datapath.namespaces() == set() and cloud.network.datapath.links() == set()
+
+
+def test_another_projects_router_is_not_found(cloud: Cloud) -> None:
+    router = run(cloud, lambda: cloud.routers.create(member("p1"), {"name": "r"}))
+    with pytest.raises(NotFound):
+        cloud.routers.get(member("p2"), router["id"])

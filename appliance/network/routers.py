@@ -1,0 +1,153 @@
+"""Routers between a project's subnets: each interface is a `network:router_interface` port holding the
+subnet's gateway IP; the datapath gives each router a forwarding namespace (datapath.py). External
+gateways, SNAT and floating IPs are not here yet."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from appliance.context import Context
+from appliance.errors import Conflict, Forbidden, Invalid, NotFound
+from appliance.network import ipam
+from appliance.network.datapath import RouterLeg, RouterSpec
+from appliance.network.service import Network, Row, _bool, _text, err, stamp
+
+INTERFACE_OWNER = "network:router_interface"
+
+
+class Routers:
+    def __init__(self, network: Network) -> None:
+        self.net = network
+        self.db = network.db
+        network.desired_routers = self.desired
+
+    def get(self, ctx: Context, router_id: str) -> Row:
+        row = self.net._one("SELECT * FROM routers WHERE id = ?", [router_id])
+        if row is None or not (ctx.is_admin or row["project_id"] == ctx.project_id):
+            raise err(NotFound, "RouterNotFound", f"Router {router_id} could not be found")
+        return row
+
+    def _writable(self, ctx: Context, router_id: str) -> Row:
+        row = self.get(ctx, router_id)
+        if not ctx.can_write:
+            raise Forbidden("Policy doesn't allow this operation: the member role is required.")
+        return row
+
+    def list_routers(self, ctx: Context) -> list[Row]:
+        if ctx.is_admin:
+            return self.net._rows("SELECT * FROM routers ORDER BY created_at, id")
+        return self.net._rows(
+            "SELECT * FROM routers WHERE project_id = ? ORDER BY created_at, id",
+            [ctx.project_id or ""],
+        )
+
+    def create(self, ctx: Context, spec: dict[str, Any]) -> Row:
+        project = self.net._owner(ctx, spec)
+        if (spec.get("external_gateway_info") or {}).get("network_id"):
+            raise Invalid("External gateways are not supported yet.")
+        self.net._quota(project, "router", "routers")
+        router_id, now = str(uuid.uuid4()), stamp()
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO routers (id, name, description, project_id, admin_state_up, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [router_id, _text(spec, "name"), _text(spec, "description"), project,
+                 int(_bool(spec, "admin_state_up", True)), now, now],
+            )  # fmt: skip
+        return self.get(ctx, router_id)
+
+    def update(self, ctx: Context, router_id: str, spec: dict[str, Any]) -> Row:
+        self._writable(ctx, router_id)
+        if (spec.get("external_gateway_info") or {}).get("network_id"):
+            raise Invalid("External gateways are not supported yet.")
+        changes: dict[str, Any] = {}
+        for key in ("name", "description"):
+            if key in spec:
+                changes[key] = _text(spec, key)
+        if "admin_state_up" in spec:
+            changes["admin_state_up"] = int(_bool(spec, "admin_state_up", True))
+        if changes:
+            self.net._update("routers", router_id, changes)
+        return self.get(ctx, router_id)
+
+    def delete(self, ctx: Context, router_id: str) -> None:
+        self._writable(ctx, router_id)
+        if self.interfaces(router_id):
+            raise err(Conflict, "RouterInUse", f"Router {router_id} still has ports")
+        with self.db.atomic():
+            self.db.execute("DELETE FROM routers WHERE id = ?", [router_id])
+        self.net.kick()
+
+    def interfaces(self, router_id: str) -> list[Row]:
+        return self.net._rows(
+            "SELECT p.id AS port_id, p.network_id, p.mac_address, f.subnet_id, f.ip_address FROM ports p "
+            "JOIN fixed_ips f ON f.port_id = p.id WHERE p.device_id = ? AND p.device_owner = ? ORDER BY p.id",
+            [router_id, INTERFACE_OWNER],
+        )
+
+    def _answer(self, router: Row, port_id: str) -> dict[str, Any]:
+        fixed = self.net.fixed_ips(port_id)
+        port = self.net.port_row(port_id)
+        assert port is not None
+        return {"id": router["id"], "tenant_id": router["project_id"], "project_id": router["project_id"],
+                "port_id": port_id, "subnet_id": fixed[0]["subnet_id"] if fixed else None,
+                "subnet_ids": [f["subnet_id"] for f in fixed], "network_id": port["network_id"]}  # fmt: skip
+
+    def add_interface(self, ctx: Context, router_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        router = self._writable(ctx, router_id)
+        if body.get("port_id"):
+            port = self.net.get_port(ctx, str(body["port_id"]))
+            if port["device_id"]:
+                raise err(Conflict, "PortInUse", f"Port {port['id']} is in use.")
+            self.net._update(
+                "ports", port["id"], {"device_id": router_id, "device_owner": INTERFACE_OWNER}
+            )
+            self.net.kick()
+            return self._answer(router, port["id"])
+        subnet = self.net.get_subnet(ctx, str(body.get("subnet_id") or ""))
+        if not subnet["gateway_ip"]:
+            raise Invalid(f"Bad router request: Subnet {subnet['id']} does not have a gateway IP.")
+        for leg in self.interfaces(router_id):
+            if leg["subnet_id"] == subnet["id"]:
+                raise Invalid(f"Router already has a port on subnet {subnet['id']}.")
+        spec = {"device_id": router_id, "device_owner": INTERFACE_OWNER,
+                "fixed_ips": [{"subnet_id": subnet["id"], "ip_address": subnet["gateway_ip"]}]}  # fmt: skip
+        port_id = self.net._insert_port(router["project_id"], subnet["network_id"], spec)
+        self.net.kick()
+        return self._answer(router, port_id)
+
+    def remove_interface(
+        self, ctx: Context, router_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        router = self._writable(ctx, router_id)
+        for leg in self.interfaces(router_id):
+            if leg["port_id"] == body.get("port_id") or leg["subnet_id"] == body.get("subnet_id"):
+                answer = self._answer(router, leg["port_id"])
+                with self.db.atomic():
+                    self.db.execute("DELETE FROM ports WHERE id = ?", [leg["port_id"]])
+                self.net.kick()
+                return answer
+        raise err(NotFound, "RouterInterfaceNotFoundForSubnet",
+                  f"Router {router_id} has no interface on {body.get('subnet_id') or body.get('port_id')}")  # fmt: skip
+
+    def desired(self) -> list[RouterSpec]:
+        specs = []
+        for router in self.net._rows("SELECT id FROM routers ORDER BY id"):
+            legs = []
+            for leg in self.interfaces(router["id"]):
+                subnet = self.net.subnet_row(leg["subnet_id"])
+                if subnet is None:
+                    continue
+                prefixlen = ipam.parse_cidr(subnet["cidr"]).prefixlen
+                legs.append(
+                    RouterLeg(
+                        leg["port_id"],
+                        leg["network_id"],
+                        leg["mac_address"],
+                        leg["ip_address"],
+                        prefixlen,
+                    )
+                )
+            specs.append(RouterSpec(router["id"], tuple(legs)))
+        return specs
