@@ -60,6 +60,15 @@ class PortFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class PortGuard:
+    """Anti-spoofing for a server's port: what may come out of its tap."""
+
+    port_id: str
+    mac: str
+    ips: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RouterLeg:
     port_id: str
     network_id: str
@@ -79,6 +88,7 @@ class NetworkSpec:
     network_id: str
     dhcp: tuple[DhcpSpec, ...]
     filters: tuple[PortFilter, ...] = ()
+    guards: tuple[PortGuard, ...] = ()
 
 
 class Names:
@@ -234,6 +244,9 @@ class Datapath:
     def _load_filters(self, desired: list[NetworkSpec]) -> None:
         text = ruleset(
             self.table, [(self.names.bridge(n.network_id), f) for n in desired for f in n.filters]
+        ) + guard_ruleset(
+            f"{self.names.prefix}_as",
+            [(self.names.tap(g.port_id), g) for n in desired for g in n.guards],
         )
         self.fake_ruleset = text
         if not self.live:
@@ -388,6 +401,32 @@ def ruleset(table: str, filters: list[tuple[str, PortFilter]]) -> str:
                 match.append("meta l4proto icmp")
             lines.append("    " + " ".join([*match, "accept"]))
         lines += ["    drop", "  }"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def guard_ruleset(table: str, guards: list[tuple[str, PortGuard]]) -> str:
+    """A bridge-family table: frames from a server's tap must carry its MAC and (for IPv4 and ARP) one
+    of its addresses, or 0.0.0.0 while it asks for DHCP; it may not answer as a DHCP server."""
+    lines = [f"table bridge {table}", f"delete table bridge {table}"]
+    if not guards:
+        return "\n".join(lines) + "\n"
+    lines += [f"table bridge {table} {{", "  chain forward {",
+              "    type filter hook forward priority 0; policy accept;"]  # fmt: skip
+    for tap, guard in guards:
+        lines.append(f'    iifname "{tap}" jump g_{guard.port_id.replace("-", "")}')
+    lines.append("  }")
+    for _, guard in guards:
+        ips = ", ".join(("0.0.0.0", *guard.ips))
+        lines += [
+            f"  chain g_{guard.port_id.replace('-', '')} {{",
+            f"    ether saddr != {guard.mac} drop",
+            f"    ether type ip ip saddr != {{ {ips} }} drop",
+            "    ether type ip udp sport 67 drop",
+            f"    ether type arp arp saddr ether != {guard.mac} drop",
+            f"    ether type arp arp saddr ip != {{ {ips} }} drop",
+            "  }",
+        ]
     lines.append("}")
     return "\n".join(lines) + "\n"
 

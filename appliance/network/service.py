@@ -25,6 +25,7 @@ from appliance.network.datapath import (
     DhcpSpec,
     NetworkSpec,
     PortFilter,
+    PortGuard,
     RouterSpec,
 )
 from appliance.tasks import Jobs
@@ -565,8 +566,26 @@ class Network:
                 )  # fmt: skip
                 dhcp.append(DhcpSpec(subnet["id"], subnet["cidr"], own["ip_address"], subnet["gateway_ip"],
                                      tuple(json.loads(subnet["dns_nameservers"])), network["mtu"], hosts))  # fmt: skip
-            specs.append(NetworkSpec(network["id"], tuple(dhcp), self._filters(network["id"])))
+            specs.append(
+                NetworkSpec(
+                    network["id"],
+                    tuple(dhcp),
+                    self._filters(network["id"]),
+                    self._guards(network["id"]),
+                )
+            )
         return specs
+
+    def _guards(self, network_id: str) -> tuple[PortGuard, ...]:
+        guards: dict[str, PortGuard] = {}
+        for port in self._rows(
+            "SELECT p.id, p.mac_address, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
+            "WHERE p.network_id = ? AND p.device_owner LIKE 'compute:%' ORDER BY p.id, f.ip_address", [network_id],
+        ):  # fmt: skip
+            old = guards.get(port["id"])
+            ips = (*old.ips, port["ip_address"]) if old else (port["ip_address"],)
+            guards[port["id"]] = PortGuard(port["id"], port["mac_address"], ips)
+        return tuple(guards.values())
 
     def _filters(self, network_id: str) -> tuple[PortFilter, ...]:
         """What the security groups of each server port on the network let in (IPv4 ingress)."""

@@ -98,6 +98,17 @@ def test_each_server_answers_http_from_the_dhcp_namespace_once_a_rule_allows_it(
         assert http_from(namespace, ip).split() == [server["name"], server["id"]]
 
 
+def test_server_ports_are_guarded_against_spoofing_in_a_bridge_table(
+    nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    _, servers = two_vms
+    table = subprocess.run(["nft", "list", "table", "bridge", f"{prefix(nube)}_as"], capture_output=True,
+                           text=True).stdout  # fmt: skip
+    for server in servers:
+        (addr,) = show(nube, carol, server["id"])["addresses"]["vmnet"]
+        assert f"ether saddr != {addr['OS-EXT-IPS-MAC:mac_addr']} drop" in table
+
+
 def test_the_default_group_alone_blocks_http_from_outside_the_group(
     nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
 ) -> None:
@@ -121,4 +132,4 @@ def test_cleanup_leaves_no_link_namespace_or_dnsmasq(nube: Nube, carol: Tenant) 
     assert eventually(lambda: kernel_names(nube) == set() and dnsmasqs(nube) == [])
     assert cli(env, "port", "list", "-f", "json") == []
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert f"{prefix(nube)}_sg" not in tables
+    assert f"{prefix(nube)}_sg" not in tables and f"{prefix(nube)}_as" not in tables

@@ -319,3 +319,14 @@ def test_another_projects_router_is_not_found(cloud: Cloud) -> None:
     router = run(cloud, lambda: cloud.routers.create(member("p1"), {"name": "r"}))
     with pytest.raises(NotFound):
         cloud.routers.get(member("p2"), router["id"])
+
+
+def test_a_server_port_is_guarded_against_spoofing_its_mac_and_address(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, _ = net_with_subnet(cloud, ctx)
+    run(cloud, lambda: cloud.network.bind_ports(ctx, "s1", "vm", [{"uuid": net}]))
+    (port,) = cloud.network.server_ports("s1")
+    text = cloud.network.datapath.fake_ruleset
+    assert f'iifname "{cloud.network.tap(port["id"])}" jump' in text
+    assert f"ether saddr != {port['mac_address']} drop" in text
+    assert "ip saddr != { 0.0.0.0, 10.0.0.3 } drop" in text
