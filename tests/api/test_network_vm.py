@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from tests.api.harness import Nube, Tenant, make_tenant
 from tests.api.harness import openstack as cli
@@ -121,6 +122,25 @@ def test_the_default_group_alone_blocks_http_from_outside_the_group(
     wait_for(
         lambda: http_from(namespace, ip).startswith("failed"), timeout=30, what="HTTP to be blocked"
     )
+
+
+def test_server_create_puts_its_security_groups_on_its_port(
+    nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    env = carol.env(nube)
+    group = cli(env, "security", "group", "create", "web", "-f", "json")
+    server = cli(env, "server", "create", "--image", "nube-tiny", "--flavor", "m1.nano", "--network", "vmnet",
+                 "--security-group", "web", "web3", "-f", "json")  # fmt: skip
+    try:
+        (port,) = cli(env, "port", "list", "--server", server["id"], "--long", "-f", "json")
+        assert port["Security Groups"] == [group["id"]]
+    finally:
+        subprocess.run([*_os(), "server", "delete", "--wait", server["id"]], env=env, capture_output=True,
+                       timeout=180)  # fmt: skip
+    left = requests.get(f"{nube.url}/networking/v2.0/ports?device_id={server['id']}", headers=carol.headers(nube),
+                        timeout=10).json()["ports"]  # fmt: skip
+    assert left == []
+    cli(env, "security", "group", "delete", "web")
 
 
 def test_cleanup_leaves_no_link_namespace_or_dnsmasq(nube: Nube, carol: Tenant) -> None:
