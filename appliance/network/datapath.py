@@ -171,7 +171,6 @@ class Datapath:
             self._ensure_dhcp(self.names.bridge(net.network_id), dhcp)
         for router in routers:
             self._ensure_router(router)
-        self._load_filters(desired)
         for link in sorted(self.links()):
             kind = link[len(self.names.prefix)]
             if kind == "b" and link not in want_bridges:
@@ -180,6 +179,9 @@ class Datapath:
                 self._delete_link(link)
             elif kind == "r" and link not in want_legs:
                 self._delete_link(link)
+        # Last, so a ruleset nft refuses cannot keep stale links around; taps come later anyway
+        # (compute waits for this pass before libvirt creates them).
+        self._load_filters(desired)
 
     # -- routers ---------------------------------------------------------------------------------
 
@@ -254,9 +256,13 @@ class Datapath:
         if shutil.which("nft") is None:
             log.warning("nft is not installed: security groups are not enforced")
             return
-        subprocess.run(
-            ["nft", "-f", "-"], input=text, text=True, check=True, capture_output=True, timeout=30
+        done = subprocess.run(
+            ["nft", "-f", "-"], input=text, text=True, capture_output=True, timeout=30
         )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"nft refused the security group ruleset: {done.stderr.strip()[:500]}"
+            )
 
     # -- bridges -------------------------------------------------------------------------------
 
