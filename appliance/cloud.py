@@ -39,6 +39,7 @@ from appliance.images.members import ImageMembers
 from appliance.images.service import DEFAULT_LIMITS as IMAGE_LIMITS
 from appliance.images.service import Images
 from appliance.network.datapath import Datapath, Names
+from appliance.network.floating_ips import FloatingIps
 from appliance.network.routers import Routers
 from appliance.network.security_groups import SecurityGroups
 from appliance.network.service import DEFAULT_LIMITS as NETWORK_LIMITS
@@ -82,6 +83,7 @@ class Cloud:
     network: Network
     security_groups: SecurityGroups
     routers: Routers
+    floating_ips: FloatingIps
 
     @classmethod
     def build(
@@ -176,6 +178,7 @@ class Cloud:
             network=network,
             security_groups=SecurityGroups(network),
             routers=Routers(network),
+            floating_ips=FloatingIps(network),
         )
 
     def start(self) -> None:

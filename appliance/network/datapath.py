@@ -81,6 +81,10 @@ class RouterLeg:
 class RouterSpec:
     router_id: str
     legs: tuple[RouterLeg, ...]
+    gateway: RouterLeg | None = None  # the leg on the external network
+    gateway_via: str | None = None  # the external subnet's gateway: the router's default route
+    snat_from: tuple[str, ...] = ()  # the CIDRs behind the router, SNAT to the gateway address
+    floating: tuple[tuple[str, str], ...] = ()  # (floating IP, fixed IP): DNAT in, SNAT out
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,11 @@ class Datapath:
         want_dhcp = {d.subnet_id: (n, d) for n in desired for d in n.dhcp}
         want_ns = {self.names.namespace(s) for s in want_dhcp}
         want_routers = {self.names.router_namespace(r.router_id) for r in routers}
-        want_legs = {self.names.router_veth(leg.port_id) for r in routers for leg in r.legs}
+        want_legs = {
+            self.names.router_veth(leg.port_id)
+            for r in routers
+            for leg in (*r.legs, *((r.gateway,) if r.gateway else ()))
+        }
         for ns in sorted(self.namespaces() - want_ns - want_routers):
             if "-dhcp-" in ns:
                 self._remove_dhcp(ns.split("-dhcp-", 1)[1])
@@ -200,8 +208,9 @@ class Datapath:
             log.info("namespace %s created", ns)
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True,
                        capture_output=True, timeout=30)  # fmt: skip
+        legs = [*router.legs, *((router.gateway,) if router.gateway else ())]
         with IPRoute() as ipr:
-            for leg in router.legs:
+            for leg in legs:
                 host = self.names.router_veth(leg.port_id)
                 if not ipr.link_lookup(ifname=host):
                     ipr.link("add", ifname=host, kind="veth",
@@ -209,24 +218,42 @@ class Datapath:
                     _no_ipv6(host)
                 master = ipr.link_lookup(ifname=self.names.bridge(leg.network_id))[0]
                 ipr.link("set", index=ipr.link_lookup(ifname=host)[0], master=master, state="up")
-        wanted = {self.names.leg(leg.port_id): leg for leg in router.legs}
+        wanted = {self.names.leg(leg.port_id): leg for leg in legs}
         with NetNS(ns) as nsr:
             lo = nsr.link_lookup(ifname="lo")
             if lo:
                 nsr.link("set", index=lo[0], state="up")
             for link in nsr.get_links():
                 name = link.get_attr("IFLA_IFNAME")
-                if name and name.startswith("qr") and name not in wanted:
+                if name and name[:2] in ("qr", "qg") and name not in wanted:
                     nsr.link("del", index=link["index"])
             for name, leg in wanted.items():
                 index = nsr.link_lookup(ifname=name)[0]
                 have = {a.get_attr("IFA_ADDRESS") for a in nsr.get_addr(index=index, family=2)}
-                if have != {leg.address}:
+                if leg.address not in have:
                     for address in have:
                         nsr.addr("del", index=index, address=address, prefixlen=leg.prefixlen)
                     nsr.link("set", index=index, address=leg.mac)
                     nsr.addr("add", index=index, address=leg.address, prefixlen=leg.prefixlen)
                 nsr.link("set", index=index, state="up")
+            if router.gateway is not None:
+                index = nsr.link_lookup(ifname=self.names.leg(router.gateway.port_id))[0]
+                have = {a.get_attr("IFA_ADDRESS") for a in nsr.get_addr(index=index, family=2)}
+                for fip, _ in router.floating:
+                    if fip not in have:
+                        nsr.addr("add", index=index, address=fip, prefixlen=32)
+                for stale in have - {router.gateway.address} - {f for f, _ in router.floating}:
+                    nsr.addr("del", index=index, address=stale, prefixlen=32)
+                if router.gateway_via:
+                    nsr.route("replace", dst="0.0.0.0/0", gateway=router.gateway_via)
+        gw = self.names.leg(router.gateway.port_id) if router.gateway else ""
+        text = nat_ruleset(gw, router)
+        done = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text, text=True,
+                              capture_output=True, timeout=30)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"nft refused the NAT rules of router {router.router_id}: {done.stderr[:500]}"
+            )
 
     def _remove_namespace(self, ns: str) -> None:
         if not self.live:
@@ -408,6 +435,28 @@ def ruleset(table: str, filters: list[tuple[str, PortFilter]]) -> str:
             lines.append("    " + " ".join([*match, "accept"]))
         lines += ["    drop", "  }"]
     lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def nat_ruleset(gateway_leg: str, router: RouterSpec) -> str:
+    """NAT inside a router's own namespace: floating IPs DNAT in and SNAT out, the rest of the
+    subnets behind it SNAT to the gateway address. Nothing here touches the host's tables."""
+    lines = ["table ip nube_nat", "delete table ip nube_nat"]
+    if router.gateway is None:
+        return "\n".join(lines) + "\n"
+    lines += ["table ip nube_nat {", "  chain pre {", "    type nat hook prerouting priority -100;"]
+    lines += [f"    ip daddr {fip} dnat to {fixed}" for fip, fixed in router.floating]
+    lines += ["  }", "  chain post {", "    type nat hook postrouting priority 100;"]
+    lines += [
+        f'    ip saddr {fixed} oifname "{gateway_leg}" snat to {fip}'
+        for fip, fixed in router.floating
+    ]
+    if router.snat_from:
+        sources = ", ".join(router.snat_from)
+        lines.append(
+            f'    ip saddr {{ {sources} }} oifname "{gateway_leg}" snat to {router.gateway.address}'
+        )
+    lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 
 

@@ -105,3 +105,23 @@ def m002_routers(db: Database) -> None:
             updated_at TEXT NOT NULL)"""
     )
     db.execute("CREATE INDEX routers_project ON routers (project_id)")
+
+
+@migrations()
+def m003_floating_ips(db: Database) -> None:
+    db.execute("ALTER TABLE routers ADD COLUMN gateway_port_id TEXT")
+    db.execute(
+        """CREATE TABLE floatingips (
+            id TEXT PRIMARY KEY,
+            project_id TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            floating_network_id TEXT NOT NULL,
+            floating_port_id TEXT NOT NULL,
+            floating_ip_address TEXT NOT NULL,
+            port_id TEXT,
+            fixed_ip_address TEXT,
+            router_id TEXT,
+            revision_number INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)"""
+    )

@@ -44,8 +44,6 @@ class Routers:
 
     def create(self, ctx: Context, spec: dict[str, Any]) -> Row:
         project = self.net._owner(ctx, spec)
-        if (spec.get("external_gateway_info") or {}).get("network_id"):
-            raise Invalid("External gateways are not supported yet.")
         self.net._quota(project, "router", "routers")
         router_id, now = str(uuid.uuid4()), stamp()
         with self.db.atomic():
@@ -55,12 +53,45 @@ class Routers:
                 [router_id, _text(spec, "name"), _text(spec, "description"), project,
                  int(_bool(spec, "admin_state_up", True)), now, now],
             )  # fmt: skip
+        if "external_gateway_info" in spec:
+            self.set_gateway(ctx, router_id, spec["external_gateway_info"])
         return self.get(ctx, router_id)
+
+    def set_gateway(self, ctx: Context, router_id: str, info: Any) -> None:
+        """Plug the router into an external network (a `network:router_gateway` port), or unplug it."""
+        router = self._writable(ctx, router_id)
+        network_id = (info or {}).get("network_id") if isinstance(info, dict | None) else None
+        if router["gateway_port_id"]:
+            if network_id and self.net.port_row(router["gateway_port_id"]) is not None:
+                port = self.net.port_row(router["gateway_port_id"])
+                if port is not None and port["network_id"] == network_id:
+                    return
+            if self.net._rows("SELECT id FROM floatingips WHERE router_id = ?", [router_id]):
+                raise err(Conflict, "RouterExternalGatewayInUseByFloatingIp",
+                          f"Gateway cannot be updated for router {router_id}: floating IPs use it.")  # fmt: skip
+            with self.db.atomic():
+                self.db.execute("DELETE FROM ports WHERE id = ?", [router["gateway_port_id"]])
+                self.db.execute(
+                    "UPDATE routers SET gateway_port_id = NULL WHERE id = ?", [router_id]
+                )
+        if network_id:
+            network = self.net.get_network(ctx, str(network_id))
+            if not network["external"]:
+                raise Invalid(
+                    f"Bad router request: Network {network_id} is not an external network."
+                )
+            port_id = self.net._insert_port("", network["id"], {"device_id": router_id,
+                                                               "device_owner": "network:router_gateway"})  # fmt: skip
+            with self.db.atomic():
+                self.db.execute(
+                    "UPDATE routers SET gateway_port_id = ? WHERE id = ?", [port_id, router_id]
+                )
+        self.net.kick()
 
     def update(self, ctx: Context, router_id: str, spec: dict[str, Any]) -> Row:
         self._writable(ctx, router_id)
-        if (spec.get("external_gateway_info") or {}).get("network_id"):
-            raise Invalid("External gateways are not supported yet.")
+        if "external_gateway_info" in spec:
+            self.set_gateway(ctx, router_id, spec["external_gateway_info"])
         changes: dict[str, Any] = {}
         for key in ("name", "description"):
             if key in spec:
@@ -75,6 +106,7 @@ class Routers:
         self._writable(ctx, router_id)
         if self.interfaces(router_id):
             raise err(Conflict, "RouterInUse", f"Router {router_id} still has ports")
+        self.set_gateway(ctx, router_id, None)
         with self.db.atomic():
             self.db.execute("DELETE FROM routers WHERE id = ?", [router_id])
         self.net.kick()
@@ -131,14 +163,23 @@ class Routers:
         raise err(NotFound, "RouterInterfaceNotFoundForSubnet",
                   f"Router {router_id} has no interface on {body.get('subnet_id') or body.get('port_id')}")  # fmt: skip
 
+    def gateway_info(self, router: Row) -> dict[str, Any] | None:
+        port = self.net.port_row(router["gateway_port_id"]) if router["gateway_port_id"] else None
+        if port is None:
+            return None
+        return {"network_id": port["network_id"], "enable_snat": True,
+                "external_fixed_ips": self.net.fixed_ips(port["id"])}  # fmt: skip
+
     def desired(self) -> list[RouterSpec]:
         specs = []
-        for router in self.net._rows("SELECT id FROM routers ORDER BY id"):
+        for router in self.net._rows("SELECT * FROM routers ORDER BY id"):
             legs = []
+            cidrs = []
             for leg in self.interfaces(router["id"]):
                 subnet = self.net.subnet_row(leg["subnet_id"])
                 if subnet is None:
                     continue
+                cidrs.append(subnet["cidr"])
                 prefixlen = ipam.parse_cidr(subnet["cidr"]).prefixlen
                 legs.append(
                     RouterLeg(
@@ -149,5 +190,30 @@ class Routers:
                         prefixlen,
                     )
                 )
-            specs.append(RouterSpec(router["id"], tuple(legs)))
+            gateway = via = None
+            port = (
+                self.net.port_row(router["gateway_port_id"]) if router["gateway_port_id"] else None
+            )
+            fixed = self.net.fixed_ips(port["id"]) if port else []
+            if port is not None and fixed:
+                subnet = self.net.subnet_row(fixed[0]["subnet_id"])
+                assert subnet is not None
+                gateway = RouterLeg(port["id"], port["network_id"], port["mac_address"], fixed[0]["ip_address"],
+                                    ipam.parse_cidr(subnet["cidr"]).prefixlen)  # fmt: skip
+                via = subnet["gateway_ip"]
+            floating = tuple(
+                (f["floating_ip_address"], f["fixed_ip_address"]) for f in self.net._rows(
+                    "SELECT * FROM floatingips WHERE router_id = ? AND fixed_ip_address IS NOT NULL ORDER BY id",
+                    [router["id"]])
+            ) if gateway else ()  # fmt: skip
+            specs.append(
+                RouterSpec(
+                    router["id"],
+                    tuple(legs),
+                    gateway,
+                    via,
+                    tuple(cidrs) if gateway else (),
+                    floating,
+                )
+            )
         return specs

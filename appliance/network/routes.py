@@ -254,7 +254,7 @@ async def rule_delete(request: Request) -> Response:
 
 
 def _router(c: Cloud, row: dict[str, Any]) -> dict[str, Any]:
-    return wire.router_json(row, c.routers.interfaces(row["id"]))
+    return wire.router_json(row, c.routers.interfaces(row["id"]), c.routers.gateway_info(row))
 
 
 async def routers_index(request: Request) -> Response:
@@ -297,6 +297,43 @@ async def router_remove_interface(request: Request) -> Response:
     return JSONResponse(c.routers.remove_interface(ctx, request.path_params["id"], body))
 
 
+# -- floating IPs ----------------------------------------------------------------------------------
+
+
+async def fips_index(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    return _list(
+        request, "floatingips", [wire.floatingip_json(r) for r in c.floating_ips.list_fips(ctx)]
+    )
+
+
+async def fips_create(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    row = c.floating_ips.create(ctx, await _spec(request, "floatingip"))
+    return _one(request, "floatingip", wire.floatingip_json(row), 201)
+
+
+async def fip_show(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    return _one(
+        request,
+        "floatingip",
+        wire.floatingip_json(c.floating_ips.get(ctx, request.path_params["id"])),
+    )
+
+
+async def fip_update(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    row = c.floating_ips.update(ctx, request.path_params["id"], await _spec(request, "floatingip"))
+    return _one(request, "floatingip", wire.floatingip_json(row))
+
+
+async def fip_delete(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    c.floating_ips.delete(ctx, request.path_params["id"])
+    return Response(status_code=204)
+
+
 routes = [
     Route("/v2.0/", resources, methods=["GET"]),
     Route("/v2.0", resources, methods=["GET"]),
@@ -322,6 +359,11 @@ routes = [
     Route("/v2.0/security-groups/{id}", group_show, methods=["GET"]),
     Route("/v2.0/security-groups/{id}", group_delete, methods=["DELETE"]),
     Route("/v2.0/security-group-rules", rules_index, methods=["GET"]),
+    Route("/v2.0/floatingips", fips_index, methods=["GET"]),
+    Route("/v2.0/floatingips", fips_create, methods=["POST"]),
+    Route("/v2.0/floatingips/{id}", fip_show, methods=["GET"]),
+    Route("/v2.0/floatingips/{id}", fip_update, methods=["PUT"]),
+    Route("/v2.0/floatingips/{id}", fip_delete, methods=["DELETE"]),
     Route("/v2.0/routers", routers_index, methods=["GET"]),
     Route("/v2.0/routers", routers_create, methods=["POST"]),
     Route("/v2.0/routers/{id}", router_show, methods=["GET"]),

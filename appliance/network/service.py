@@ -33,7 +33,9 @@ from appliance.tasks import Jobs
 log = logging.getLogger("nube.network")
 
 SERVICE_TYPE = "network"
-DEFAULT_LIMITS = {"network": 100, "subnet": 100, "port": 500, "security_group": 10, "router": 10}
+DEFAULT_LIMITS = {
+    "network": 100, "subnet": 100, "port": 500, "security_group": 10, "router": 10, "floatingip": 50,
+}  # fmt: skip
 DHCP_OWNER = "network:dhcp"
 Row = dict[str, Any]
 LimitFn = Callable[[str, str], int]
@@ -135,7 +137,7 @@ class Network:
 
     def get_network(self, ctx: Context, network_id: str) -> Row:
         row = self.network_row(network_id)
-        if row is None or not self._visible(ctx, row, bool(row["shared"])):
+        if row is None or not self._visible(ctx, row, bool(row["shared"] or row["external"])):
             raise err(NotFound, "NetworkNotFound", f"Network {network_id} could not be found.")
         return row
 
@@ -463,6 +465,8 @@ class Network:
         if not ctx.can_write or (row["device_owner"] == DHCP_OWNER and not ctx.is_admin):
             raise err(Forbidden, "PolicyNotAuthorized", f"Not allowed to delete port {port_id}.")
         with self.db.atomic():
+            self.db.execute("UPDATE floatingips SET port_id = NULL, fixed_ip_address = NULL, router_id = NULL "
+                            "WHERE port_id = ?", [port_id])  # fmt: skip
             self.db.execute("DELETE FROM ports WHERE id = ?", [port_id])
         self.kick()
 
@@ -520,6 +524,9 @@ class Network:
                 for port_id in only:
                     self.db.execute("DELETE FROM ports WHERE id = ?", [port_id])
             else:
+                self.db.execute("UPDATE floatingips SET port_id = NULL, fixed_ip_address = NULL, router_id = NULL "
+                                "WHERE port_id IN (SELECT id FROM ports WHERE device_id = ? AND auto_delete = 1)",
+                                [server_id])  # fmt: skip
                 self.db.execute(
                     "DELETE FROM ports WHERE device_id = ? AND auto_delete = 1", [server_id]
                 )

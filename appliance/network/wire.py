@@ -19,6 +19,7 @@ EXTENSIONS = (
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources."),
     ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks."),
 )  # fmt: skip
 
@@ -34,7 +35,7 @@ def resources_json(base: str) -> dict[str, Any]:
             {"name": name, "collection": collection,
              "links": [{"rel": "self", "href": f"{base}/networking/v2.0/{collection}"}]}
             for name, collection in (("network", "networks"), ("subnet", "subnets"), ("port", "ports"),
-                                     ("security_group", "security-groups"), ("router", "routers"),
+                                     ("security_group", "security-groups"), ("router", "routers"), ("floatingip", "floatingips"),
                                      ("security_group_rule", "security-group-rules"))
         ]
     }  # fmt: skip
@@ -105,15 +106,27 @@ def security_group_json(row: Row, rules: Sequence[Row]) -> dict[str, Any]:
             "shared": False}  # fmt: skip
 
 
-def router_json(row: Row, legs: list[Row]) -> dict[str, Any]:
+def router_json(row: Row, legs: list[Row], gateway: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "id": row["id"], "name": row["name"], "description": row["description"], "project_id": row["project_id"],
         "tenant_id": row["project_id"], "status": "ACTIVE", "admin_state_up": bool(row["admin_state_up"]),
-        "external_gateway_info": None, "routes": json.loads(row["routes"]), "distributed": False, "ha": False,
+        "external_gateway_info": gateway, "routes": json.loads(row["routes"]), "distributed": False, "ha": False,
         "availability_zones": ["nova"], "availability_zone_hints": [], "flavor_id": None, "tags": [],
         "created_at": row["created_at"], "updated_at": row["updated_at"], "revision_number": row["revision_number"],
         "interfaces_info": [{"port_id": leg["port_id"], "subnet_id": leg["subnet_id"], "ip_address": leg["ip_address"]}
                             for leg in legs],
+    }  # fmt: skip
+
+
+def floatingip_json(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"], "project_id": row["project_id"], "tenant_id": row["project_id"],
+        "description": row["description"], "floating_network_id": row["floating_network_id"],
+        "floating_ip_address": row["floating_ip_address"], "port_id": row["port_id"],
+        "fixed_ip_address": row["fixed_ip_address"], "router_id": row["router_id"],
+        "status": "ACTIVE" if row["port_id"] else "DOWN", "port_details": None, "port_forwardings": [],
+        "tags": [], "created_at": row["created_at"], "updated_at": row["updated_at"],
+        "revision_number": row["revision_number"], "dns_domain": "", "dns_name": "", "qos_policy_id": None,
     }  # fmt: skip
 
 

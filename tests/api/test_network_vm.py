@@ -143,6 +143,49 @@ def test_server_create_puts_its_security_groups_on_its_port(
     cli(env, "security", "group", "delete", "web")
 
 
+def test_a_floating_ip_reaches_a_server_from_an_outside_namespace(
+    nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    env, admin = carol.env(nube), nube.env()
+    _, servers = two_vms
+    ext = cli(admin, "network", "create", "--external", "ext", "-f", "json")
+    cli(admin, "subnet", "create", "--network", "ext", "--subnet-range", "192.0.2.0/24", "--no-dhcp",
+        "--gateway", "192.0.2.1", "ext-sub")  # fmt: skip
+    outside, veth = f"{prefix(nube)}x-out", f"{prefix(nube)}xo"
+    fip: dict[str, Any] = {}
+    try:
+        cli(env, "router", "create", "gw")
+        cli(env, "router", "add", "subnet", "gw", "vmsub")
+        cli(env, "router", "set", "--external-gateway", "ext", "gw")
+        fip = cli(env, "floating", "ip", "create", "ext", "-f", "json")
+        (port,) = cli(env, "port", "list", "--server", servers[0]["id"], "-f", "json")
+        cli(env, "floating", "ip", "set", "--port", port["ID"], fip["id"])
+        cli(env, "security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "80",
+            "--remote-ip", "0.0.0.0/0", "default")  # fmt: skip
+        # "Outside" is a namespace of this test on the external network's bridge, at its gateway.
+        bridge = f"{prefix(nube)}b{ext['id'].replace('-', '')[:8]}"
+        for command in (["ip", "netns", "add", outside],
+                        ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", outside],
+                        ["ip", "link", "set", veth, "master", bridge, "up"],
+                        ["ip", "netns", "exec", outside, "ip", "addr", "add", "192.0.2.1/24", "dev", "eth0"],
+                        ["ip", "netns", "exec", outside, "ip", "link", "set", "eth0", "up"]):  # fmt: skip
+            subprocess.run(command, check=True, capture_output=True)
+        address = fip["floating_ip_address"]
+        wait_for(lambda: http_from(outside, address).startswith(servers[0]["name"]), timeout=60,
+                 what="HTTP through the floating IP")  # fmt: skip
+        shown = cli(env, "floating", "ip", "show", fip["id"], "-f", "json")
+        assert shown["port_id"] == port["ID"] and shown["status"] == "ACTIVE"
+    finally:
+        subprocess.run(["ip", "link", "delete", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", outside], capture_output=True)
+        if fip:
+            cli(env, "floating", "ip", "delete", fip["id"], check=False)
+        cli(env, "router", "unset", "--external-gateway", "gw", check=False)
+        cli(env, "router", "remove", "subnet", "gw", "vmsub", check=False)
+        cli(env, "router", "delete", "gw", check=False)
+        cli(admin, "network", "delete", "ext", check=False)
+
+
 def test_cleanup_leaves_no_link_namespace_or_dnsmasq(nube: Nube, carol: Tenant) -> None:
     env = carol.env(nube)
     for server in cli(env, "server", "list", "-f", "json"):

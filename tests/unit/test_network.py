@@ -330,3 +330,40 @@ def test_a_server_port_is_guarded_against_spoofing_its_mac_and_address(cloud: Cl
     assert f'iifname "{cloud.network.tap(port["id"])}" jump' in text
     assert f"ether saddr != {port['mac_address']} drop" in text
     assert "ip saddr != { 0.0.0.0, 10.0.0.3 } drop" in text
+
+
+def test_a_floating_ip_needs_a_router_from_its_network_to_the_ports_subnet(cloud: Cloud) -> None:
+    ctx = member("p1")
+    ext = run(
+        cloud, lambda: cloud.network.create_network(ADMIN, {"name": "ext", "router:external": True})
+    )
+    run(cloud, lambda: cloud.network.create_subnet(ADMIN, {"network_id": ext["id"], "cidr": "192.0.2.0/24",
+                                                           "enable_dhcp": False}))  # fmt: skip
+    net, sub = net_with_subnet(cloud, ctx)
+    port = run(cloud, lambda: cloud.network.create_port(ctx, {"network_id": net}))
+    fip = run(cloud, lambda: cloud.floating_ips.create(ctx, {"floating_network_id": ext["id"]}))
+    with pytest.raises(NotFound):
+        run(cloud, lambda: cloud.floating_ips.update(ctx, fip["id"], {"port_id": port["id"]}))
+    router = run(
+        cloud,
+        lambda: cloud.routers.create(ctx, {"external_gateway_info": {"network_id": ext["id"]}}),
+    )
+    run(cloud, lambda: cloud.routers.add_interface(ctx, router["id"], {"subnet_id": sub}))
+    run(cloud, lambda: cloud.floating_ips.update(ctx, fip["id"], {"port_id": port["id"]}))
+    (spec,) = cloud.routers.desired()
+    assert spec.floating == ((fip["floating_ip_address"], "10.0.0.3"),)
+    assert spec.gateway is not None and spec.gateway_via == "192.0.2.1"
+    assert spec.snat_from == ("10.0.0.0/24",)
+
+
+def test_nat_rules_stay_inside_the_router_namespace_table() -> None:
+    from appliance.network.datapath import RouterLeg, RouterSpec, nat_ruleset
+
+    leg = RouterLeg("p", "n", "fa:16:3e:00:00:01", "192.0.2.10", 24)
+    text = nat_ruleset(
+        "qgabc",
+        RouterSpec("r", (), leg, "192.0.2.1", ("10.0.0.0/24",), (("192.0.2.20", "10.0.0.3"),)),
+    )
+    assert "ip daddr 192.0.2.20 dnat to 10.0.0.3" in text
+    assert 'ip saddr 10.0.0.3 oifname "qgabc" snat to 192.0.2.20' in text
+    assert 'ip saddr { 10.0.0.0/24 } oifname "qgabc" snat to 192.0.2.10' in text
