@@ -40,6 +40,7 @@ from appliance.images.service import DEFAULT_LIMITS as IMAGE_LIMITS
 from appliance.images.service import Images
 from appliance.network.datapath import Datapath, Names
 from appliance.network.floating_ips import FloatingIps
+from appliance.network.quotas import NetworkQuotas
 from appliance.network.routers import Routers
 from appliance.network.security_groups import SecurityGroups
 from appliance.network.service import DEFAULT_LIMITS as NETWORK_LIMITS
@@ -84,6 +85,7 @@ class Cloud:
     security_groups: SecurityGroups
     routers: Routers
     floating_ips: FloatingIps
+    network_quotas: NetworkQuotas
 
     @classmethod
     def build(
@@ -179,6 +181,7 @@ class Cloud:
             security_groups=SecurityGroups(network),
             routers=Routers(network),
             floating_ips=FloatingIps(network),
+            network_quotas=NetworkQuotas(network, limits),
         )
 
     def start(self) -> None:

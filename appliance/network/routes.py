@@ -334,6 +334,27 @@ async def fip_delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# -- quotas ----------------------------------------------------------------------------------------
+
+
+async def quota_show(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    return JSONResponse({"quota": c.network_quotas.show(ctx, request.path_params["project_id"])})
+
+
+async def quota_details(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    return JSONResponse({"quota": c.network_quotas.details(ctx, request.path_params["project_id"])})
+
+
+async def quota_update(request: Request) -> Response:
+    c, ctx = _ctx(request)
+    quota = c.network_quotas.update(
+        ctx, request.path_params["project_id"], await _spec(request, "quota")
+    )
+    return JSONResponse({"quota": quota})
+
+
 routes = [
     Route("/v2.0/", resources, methods=["GET"]),
     Route("/v2.0", resources, methods=["GET"]),
@@ -359,6 +380,10 @@ routes = [
     Route("/v2.0/security-groups/{id}", group_show, methods=["GET"]),
     Route("/v2.0/security-groups/{id}", group_delete, methods=["DELETE"]),
     Route("/v2.0/security-group-rules", rules_index, methods=["GET"]),
+    Route("/v2.0/quotas/{project_id}/details", quota_details, methods=["GET"]),
+    Route("/v2.0/quotas/{project_id}/details.json", quota_details, methods=["GET"]),
+    Route("/v2.0/quotas/{project_id}", quota_show, methods=["GET"]),
+    Route("/v2.0/quotas/{project_id}", quota_update, methods=["PUT"]),
     Route("/v2.0/floatingips", fips_index, methods=["GET"]),
     Route("/v2.0/floatingips", fips_create, methods=["POST"]),
     Route("/v2.0/floatingips/{id}", fip_show, methods=["GET"]),

@@ -294,3 +294,17 @@ def test_cli_router_joins_two_subnets_in_a_forwarding_namespace(nube: Nube, alic
     cli(env, "router", "delete", "r1")
     cli(env, "network", "delete", "ra", "rb")
     assert eventually(lambda: kernel_names(nube) == set() and dnsmasqs(nube) == [])
+
+
+def test_cli_quota_set_and_show_networks_through_keystone_limits(nube: Nube) -> None:
+    t = make_tenant(nube, "netqs")
+    admin = nube.env()
+    cli(admin, "quota", "set", "--networks", "3", "--ports", "7", t.project_id)
+    rows = cli(admin, "quota", "show", t.project_id, "-f", "json")
+    shown = {r["Resource"]: r["Limit"] for r in rows}  # OSC 7+: one row per resource
+    assert shown["networks"] == 3 and shown["ports"] == 7, rows
+    h = t.headers(nube)
+    detail = requests.get(
+        neutron(nube, f"/quotas/{t.project_id}/details"), headers=h, timeout=5
+    ).json()
+    assert detail["quota"]["network"] == {"limit": 3, "used": 0, "reserved": 0}
