@@ -94,19 +94,7 @@ class Quotas:
                 raise Invalid(f"Bad key(s) {key} in quota_set")
             if isinstance(value, bool) or not isinstance(value, int) or value < -1:
                 raise Invalid(f"Quota limit {value} for {key} must be an integer of -1 or more.")
-            existing = self.limits.list_limits(
-                ctx,
-                {
-                    "project_id": project_id,
-                    "service_id": service_id,
-                    "resource_name": RESOURCES[key],
-                },
-            )
-            if existing:
-                self.limits.update_limit(ctx, existing[0]["id"], {"resource_limit": value})
-            else:
-                self.limits.create_limits(ctx, [{"project_id": project_id, "service_id": service_id,
-                                                 "resource_name": RESOURCES[key], "resource_limit": value}])  # fmt: skip
+            self.limits.set_project_limit(ctx, project_id, service_id, RESOURCES[key], value)
         return self.quota_set(ctx, project_id)
 
     def reset(self, ctx: Context, project_id: str) -> None:

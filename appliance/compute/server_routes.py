@@ -10,8 +10,9 @@ from starlette.routing import BaseRoute, Route
 
 from appliance.cloud import cloud
 from appliance.compute import wire
-from appliance.compute.models import Task
+from appliance.compute.models import Server, Task
 from appliance.compute.routes import BODY_LIMIT, base, links, ok, v
+from appliance.context import Context
 from appliance.errors import Invalid, NotFound, OverQuota
 from appliance.web.body import json_body, member
 from appliance.web.middleware import caller
@@ -119,41 +120,25 @@ async def servers_create(request: Request) -> Response:
     return ok(body, 202, {"Location": f"{base(request)}/compute/v2.1/servers/{first.id}"})
 
 
+def _server_view(request: Request, ctx: Context, server: Server) -> dict[str, Any]:
+    """A server as show, update and rebuild answer it: with its volumes and addresses."""
+    return wire.server_json(
+        server, base(request), v(request), ctx.is_admin, True,
+        _volumes(request, server.id), _addresses(request, server.id),
+    )  # fmt: skip
+
+
 async def servers_show(request: Request) -> Response:
     ctx = caller(request)
     server = cloud(request).servers.get(ctx, request.path_params["server_id"])
-    return ok(
-        {
-            "server": wire.server_json(
-                server,
-                base(request),
-                v(request),
-                ctx.is_admin,
-                True,
-                _volumes(request, server.id),
-                _addresses(request, server.id),
-            )
-        }
-    )
+    return ok({"server": _server_view(request, ctx, server)})
 
 
 async def servers_update(request: Request) -> Response:
     ctx = caller(request)
     spec = member(await json_body(request, BODY_LIMIT), "server")
     server = cloud(request).servers.update(ctx, request.path_params["server_id"], spec)
-    return ok(
-        {
-            "server": wire.server_json(
-                server,
-                base(request),
-                v(request),
-                ctx.is_admin,
-                True,
-                _volumes(request, server.id),
-                _addresses(request, server.id),
-            )
-        }
-    )
+    return ok({"server": _server_view(request, ctx, server)})
 
 
 async def servers_delete(request: Request) -> Response:
@@ -240,17 +225,7 @@ async def server_action(request: Request) -> Response:
             )
         server = servers.act(ctx, server_id, "rebuild", rebuild, Task.REBUILDING)
         return ok(
-            {
-                "server": wire.server_json(
-                    server,
-                    base(request),
-                    v(request),
-                    ctx.is_admin,
-                    True,
-                    _volumes(request, server.id),
-                    _addresses(request, server.id),
-                )
-            },
+            {"server": _server_view(request, ctx, server)},
             202,
         )
     if name == "createImage":

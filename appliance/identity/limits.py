@@ -158,6 +158,21 @@ class Limits:
             ) from None
         return [self._get("limits", i) for i in ids]
 
+    def set_project_limit(
+        self, ctx: Context, project_id: str, service_id: str, resource_name: str, value: int
+    ) -> None:
+        """Create or update one project's limit (what the services' quota-set APIs write)."""
+        found = self.list_limits(
+            ctx,
+            {"project_id": project_id, "service_id": service_id, "resource_name": resource_name},
+        )
+        if found:
+            self.update_limit(ctx, found[0]["id"], {"resource_limit": value})
+        else:
+            spec = {"project_id": project_id, "service_id": service_id,
+                    "resource_name": resource_name, "resource_limit": value}  # fmt: skip
+            self.create_limits(ctx, [spec])
+
     def update_limit(self, ctx: Context, limit_id: str, spec: dict[str, Any]) -> dict[str, Any]:
         require_admin(ctx)
         self._get("limits", limit_id)

@@ -61,12 +61,5 @@ class NetworkQuotas:
                 raise Invalid(f"Unrecognized attribute(s) '{key}'")
             if isinstance(value, bool) or not isinstance(value, int) or value < -1:
                 raise Invalid(f"Quota limit {value} for {key} must be an integer of -1 or more.")
-            found = self.limits.list_limits(
-                ctx, {"project_id": project_id, "service_id": service_id, "resource_name": key}
-            )
-            if found:
-                self.limits.update_limit(ctx, found[0]["id"], {"resource_limit": value})
-            else:
-                self.limits.create_limits(ctx, [{"project_id": project_id, "service_id": service_id,
-                                                 "resource_name": key, "resource_limit": value}])  # fmt: skip
+            self.limits.set_project_limit(ctx, project_id, service_id, key, value)
         return self.show(ctx, project_id)
