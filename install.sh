@@ -23,6 +23,8 @@ APT_PACKAGES="python3 python3-venv ca-certificates qemu-utils"
 APT_PACKAGES+=" qemu-system-x86 libvirt-daemon-system libvirt-dev pkg-config gcc python3-dev xorriso"
 # Networking: bridges and namespaces (iproute2), DHCP (dnsmasq), security groups later (nftables).
 APT_PACKAGES+=" dnsmasq-base nftables iproute2"
+# Web console: the in-browser VNC client (noVNC), served from its Debian package.
+APT_PACKAGES+=" novnc"
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 PREFIX=$(realpath -m -- "${NUBE_PREFIX:-/opt/nube}")

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -23,6 +23,7 @@ from appliance.compute import server_routes as compute_server_routes
 from appliance.compute import wire as compute_wire
 from appliance.compute.migrations import migrations as compute_migrations
 from appliance.config import Config
+from appliance.console import routes as console_routes
 from appliance.db import migrate, open_db
 from appliance.identity import auth_routes as identity_auth_routes
 from appliance.identity import limit_routes as identity_limit_routes
@@ -81,6 +82,8 @@ async def console_websocket(websocket: WebSocket) -> None:
 
 
 async def index(request: Request) -> Response:
+    if console_routes.wants_console(request.scope):
+        return RedirectResponse("/console/", status_code=303)
     base = cloud(request).api_base(request)
     apis = {s.type: base + s.path for s in cloud(request).catalog.services}
     return JSONResponse({"name": "Nube", "version": __version__, "apis": apis})
@@ -167,6 +170,8 @@ def create_app(
             Mount("/image", app=image_app),
             Mount("/object-store", app=swift_routes.app()),
             WebSocketRoute("/novnc/websockify", console_websocket),
+            Mount("/novnc", app=console_routes.novnc()),
+            Mount("/console", app=console_routes.app()),
             Route("/compute", compute_routes.versions, methods=["GET"]),
             Route("/compute/", compute_routes.versions, methods=["GET"]),
             Route("/compute/v2.1", compute_routes.version, methods=["GET"]),

@@ -13,6 +13,8 @@ APT_PACKAGES="python3 python3-venv ca-certificates git qemu-utils qemu-system-x8
 APT_PACKAGES+=" libvirt-daemon-system libvirt-dev pkg-config gcc python3-dev"
 # Networking: dnsmasq serves DHCP in each subnet's namespace; busybox (wget) reaches guests from there.
 APT_PACKAGES+=" dnsmasq-base nftables iproute2 busybox-static"
+# Web console: noVNC (served by the console) and the headless Chromium that Playwright drives.
+APT_PACKAGES+=" novnc chromium"
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd -- "$REPO_DIR"

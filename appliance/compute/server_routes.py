@@ -9,11 +9,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from appliance.cloud import cloud
-from appliance.compute import wire
+from appliance.compute import server_actions, wire
 from appliance.compute.models import Server, Task
 from appliance.compute.routes import BODY_LIMIT, base, links, ok, v
 from appliance.context import Context
-from appliance.errors import Invalid, NotFound, OverQuota
+from appliance.errors import Invalid, NotFound
 from appliance.web.body import json_body, member
 from appliance.web.middleware import caller
 from appliance.web.pagination import page_request, paginate
@@ -172,36 +172,9 @@ async def server_action(request: Request) -> Response:
         )
         return Response(status_code=202)
     if name == "resize":
-        ref = (args or {}).get("flavorRef")
-        if ref is None:
-            raise Invalid("Resize requests require 'flavorRef' attribute.")
-        flavor = c.flavors.get(ctx, str(ref).rstrip("/").rsplit("/", 1)[-1])
-        current = servers.get(ctx, server_id)
-        if flavor.id == current.flavor.id:
-            raise Invalid("When resizing, instances must change flavor!")
-        if flavor.disk and current.flavor.disk and flavor.disk < current.flavor.disk:
-            raise Invalid(
-                "Resize to zero disk flavor is not allowed."
-                if not flavor.disk
-                else "Flavor's disk is too small for requested image."
-            )
-        problem = c.quotas.check_servers(current.project_id, 0, 0, 0)
-        extra_vcpus, extra_ram = (
-            flavor.vcpus - current.flavor.vcpus,
-            flavor.ram - current.flavor.ram,
+        server_actions.resize(
+            servers, c.flavors, c.quotas, ctx, server_id, (args or {}).get("flavorRef")
         )
-        if extra_vcpus > 0 or extra_ram > 0:
-            used = c.quotas.usage(current.project_id)
-            for key, extra, resource in (
-                ("cores", extra_vcpus, "class:VCPU"),
-                ("ram", extra_ram, "class:MEMORY_MB"),
-            ):
-                limit = c.quotas.limit(current.project_id, resource)
-                if extra > 0 and 0 <= limit < used[key] + extra:
-                    problem = f"Quota exceeded for {key}: Requested {extra}, but already used {used[key]} of {limit} {key}"
-        if problem:
-            raise OverQuota(problem)
-        servers.act(ctx, server_id, "resize", {"flavor": flavor}, Task.RESIZE_PREP)
         return Response(status_code=202)
     if name == "rebuild":
         spec = args or {}
@@ -229,26 +202,7 @@ async def server_action(request: Request) -> Response:
             202,
         )
     if name == "createImage":
-        spec = args or {}
-        if not isinstance(spec.get("name"), str) or not spec["name"]:
-            raise Invalid("createImage requires a name.")
-        server = servers.get(ctx, server_id)
-        base_image = c.images.row(server.image_id or "")
-        props: dict[str, Any] = {k: base_image.properties[k] for k in ("kernel_id", "ramdisk_id", "os_command_line", "os_distro")
-                 if base_image and k in base_image.properties}  # fmt: skip
-        image_spec: dict[str, Any] = {
-            "name": spec["name"], "disk_format": "qcow2", "container_format": "bare", "image_type": "snapshot",
-            "instance_uuid": server.id, "base_image_ref": server.image_id or "", "user_id": ctx.user_id,
-            **{k: str(val) for k, val in (spec.get("metadata") or {}).items()}, **props,
-        }  # fmt: skip
-        if ctx.is_admin and ctx.project_id != server.project_id:
-            image_spec["owner"] = server.project_id
-        image = c.images.create(ctx, image_spec)
-        try:
-            servers.act(ctx, server_id, "createImage", {"image_id": image.id}, Task.IMAGE_SNAPSHOT)
-        except Exception:
-            c.images.delete(ctx, image.id)
-            raise
+        image = server_actions.snapshot(servers, c.images, ctx, server_id, args or {})
         location = f"{base(request)}/image/v2/images/{image.id}"
         if v(request) >= (2, 45):
             return ok({"image_id": image.id}, 202)

@@ -1,0 +1,135 @@
+"""Instances in the browser: launch nube-tiny from the wizard, watch it turn ACTIVE without a reload,
+read its console log, and connect noVNC to its screen. One guest for the module (TCG is slow)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect
+
+from tests.api.harness import BIN, Nube, Tenant, make_tenant
+from tests.api.test_compute import REASON as COMPUTE_REASON
+from tests.console.conftest import TIMEOUT_MS, flash, login, screenshot
+
+BOOT_MS = 300_000
+
+if COMPUTE_REASON:
+    print(f"tests/console/test_instances.py skipped: {COMPUTE_REASON}")
+pytestmark = pytest.mark.skipif(COMPUTE_REASON is not None, reason=COMPUTE_REASON or "")
+
+
+@pytest.fixture(scope="module")
+def tenant(nube: Nube) -> Tenant:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    result = subprocess.run([str(BIN / "nube"), "image", "import-default", "--data-dir", str(nube.data_dir)],
+                            env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    return make_tenant(nube, "web")
+
+
+@pytest.fixture(scope="module")
+def user_page(browser: Browser, nube: Nube, tenant: Tenant) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    login(page, nube, tenant.name, "pw")
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def server_id(user_page: Page, nube: Nube, tenant: Tenant) -> Iterator[str]:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances")
+    screenshot(page, "instances-empty")
+    page.get_by_role("link", name="Launch instance").click()
+    page.get_by_label("Instance name").fill("web1")
+    page.get_by_label("Image").select_option(label="nube-tiny")
+    flavor = (
+        page.get_by_label("Flavor").locator("option", has_text="m1.nano").get_attribute("value")
+    )
+    page.get_by_label("Flavor").select_option(flavor)
+    page.get_by_label("User data").fill("#!/bin/sh\necho hello from the console\n")
+    screenshot(page, "launch-wizard")
+    page.get_by_role("button", name="Launch").click()
+    expect(page.locator(".flash")).to_contain_text("Launching web1")
+    match = re.search(r"/console/instances/([0-9a-f-]{36})$", page.url)
+    assert match, page.url
+    yield match.group(1)
+    requests.delete(f"{nube.url}/compute/v2.1/servers/{match.group(1)}",
+                    headers=tenant.headers(nube), timeout=30)  # fmt: skip
+
+
+def test_a_launched_instance_turns_active_in_the_list_without_a_reload(
+    user_page: Page, nube: Nube, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances")
+    row = page.locator(f"tr[data-id='{server_id}']")
+    expect(row).to_contain_text("web1")
+    page.evaluate("window.__notReloaded = true")
+    expect(row.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    assert page.evaluate("window.__notReloaded === true")
+    screenshot(page, "instances")
+
+
+def test_the_detail_page_shows_the_guests_console_log(
+    user_page: Page, nube: Nube, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    log = page.get_by_label("Serial console log")
+    refresh = page.get_by_role("link", name="Refresh")
+    for _ in range(120):
+        if "NUBE-TINY READY" in log.inner_text():
+            break
+        refresh.click()
+        page.wait_for_timeout(2000)
+    expect(log).to_contain_text("NUBE-TINY READY")
+    screenshot(page, "instance-detail")
+
+
+def test_the_vnc_console_connects_to_the_guests_screen(
+    user_page: Page, nube: Nube, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    page.get_by_role("link", name="Open VNC console").click()
+    frame = page.frame_locator("#vnc")
+    expect(frame.locator("#status")).to_contain_text("Connected", timeout=TIMEOUT_MS)
+    expect(frame.locator("canvas")).to_have_count(1)
+    box = frame.locator("canvas").bounding_box()
+    assert box and box["width"] > 100 and box["height"] > 100
+    screenshot(page, "instance-vnc")
+
+
+def test_another_project_cannot_open_the_instance(
+    browser: Browser, nube: Nube, server_id: str
+) -> None:
+    other = make_tenant(nube, "peek")
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    login(page, nube, other.name, "pw")
+    response = page.goto(f"{nube.url}/console/instances/{server_id}")
+    assert response is not None and response.status == 404
+    page.goto(f"{nube.url}/console/instances")
+    expect(page.locator(f"tr[data-id='{server_id}']")).to_have_count(0)
+    context.close()
+
+
+def test_stop_then_start_from_the_detail_page(user_page: Page, nube: Nube, server_id: str) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    page.get_by_role("button", name="Stop").click()
+    assert "Stop requested" in flash(page)
+    expect(page.locator("[data-field=status]")).to_have_text("SHUTOFF", timeout=BOOT_MS)
+    page.get_by_role("button", name="Start").click()
+    assert "Start requested" in flash(page)
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
