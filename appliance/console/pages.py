@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -25,6 +26,7 @@ from appliance.errors import NubeError
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
+templates.env.filters["timestamp"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 FLASH_COOKIE = "nube_flash"
 PAGE_SIZE = 50
 
@@ -76,9 +78,13 @@ def redirect(to: str, kind: str | None = None, text: str | None = None) -> Redir
     """303 to a page, with a one-shot message shown there (success or the API's error)."""
     response = RedirectResponse(to, status_code=303)
     if kind and text:
-        payload = base64.urlsafe_b64encode(json.dumps({"kind": kind, "text": text}).encode())
-        response.set_cookie(FLASH_COOKIE, payload.decode(), httponly=True, samesite="lax", path="/")
+        set_flash(response, kind, text)
     return response
+
+
+def set_flash(response: Response, kind: str, text: str) -> None:
+    payload = base64.urlsafe_b64encode(json.dumps({"kind": kind, "text": text}).encode())
+    response.set_cookie(FLASH_COOKIE, payload.decode(), httponly=True, samesite="lax", path="/")
 
 
 Handler = Callable[[Request, Session, FormData], Awaitable[Response]]

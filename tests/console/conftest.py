@@ -15,6 +15,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 # Generous: two shared cores, TCG guests, other engineers' tests running beside ours.
 TIMEOUT_MS = 60_000
+expect.set_options(timeout=30_000)
 
 REASON = (
     None if CHROMIUM.exists() else "Debian's chromium is not installed (tests/run.sh installs it)"

@@ -126,6 +126,36 @@ def test_another_project_cannot_open_the_instance(
     context.close()
 
 
+def test_a_volume_made_on_the_volumes_page_attaches_to_the_instance(
+    user_page: Page, nube: Nube, tenant: Tenant, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/volumes")
+    page.get_by_label("Name", exact=True).fill("data1")
+    page.get_by_label("Size (GiB)").fill("1")
+    page.get_by_role("button", name="Create volume").click()
+    expect(page.locator(".flash")).to_contain_text("Creating volume data1")
+    row = page.get_by_role("row", name="data1")
+    expect(row.locator("[data-field=status]")).to_have_text("available", timeout=BOOT_MS)
+    screenshot(page, "volumes")
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    page.get_by_label("Volume", exact=True).select_option(label="data1 (1 GiB)")
+    page.get_by_role("button", name="Attach volume").click()
+    expect(page.locator(".flash")).to_contain_text("Attaching volume data1")
+    volumes = page.locator("section[aria-labelledby=volumes-h]")
+    for _ in range(120):
+        if "in-use" in volumes.inner_text():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(volumes).to_contain_text("data1 (1 GiB) on /dev/vdb — in-use")
+    r = requests.get(f"{nube.url}/compute/v2.1/servers/{server_id}/os-volume_attachments",
+                     headers=tenant.headers(nube), timeout=10)  # fmt: skip
+    assert len(r.json()["volumeAttachments"]) == 1
+    volumes.get_by_role("button", name="Detach").click()
+    expect(page.locator(".flash")).to_contain_text("Detaching the volume")
+
+
 def test_stop_then_start_from_the_detail_page(user_page: Page, nube: Nube, server_id: str) -> None:
     page = user_page
     page.goto(f"{nube.url}/console/instances/{server_id}")

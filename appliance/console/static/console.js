@@ -67,34 +67,58 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
-  // Uploads with a progress bar: a form with data-upload sends its file with XHR.
+  // Uploads with a progress bar. A form with data-upload is posted without its file first (the
+  // server answers JSON naming where to PUT the bytes), then the file is streamed there with XHR so
+  // the bar can follow it. The CSRF token travels in a header for the PUT.
   for (const form of document.querySelectorAll("form[data-upload]")) {
-    form.addEventListener("submit", (event) => {
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const bar = form.querySelector("progress");
       const note = form.querySelector("[data-upload-status]");
       const button = form.querySelector("button[type=submit]");
+      const input = form.querySelector("input[type=file]");
+      const file = input && input.files[0];
+      const fail = (message) => {
+        if (note) { note.textContent = message; note.className = "flash error"; note.setAttribute("role", "alert"); }
+        if (button) button.disabled = false;
+      };
+      if (!file) return fail("Choose a file first.");
+      const fields = new FormData(form);
+      fields.delete(input.name);
+      fields.set("filename", file.name);
+      if (button) button.disabled = true;
+      if (note) { note.textContent = "Starting…"; note.className = ""; }
+      let start;
+      try {
+        const response = await fetch(form.action, { method: "POST", body: fields, credentials: "same-origin",
+                                                   headers: { Accept: "application/json" } });
+        start = await response.json();
+        if (!response.ok) return fail(start.message || "Refused (" + response.status + ")");
+      } catch (e) { return fail("The server could not be reached."); }
       const xhr = new XMLHttpRequest();
-      xhr.open("POST", form.action);
+      xhr.open("PUT", start.upload);
+      xhr.setRequestHeader("X-CSRF-Token", fields.get("csrf"));
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
       xhr.setRequestHeader("Accept", "application/json");
+      if (file.type) xhr.setRequestHeader("X-Object-Type", file.type);
+      if (bar) { bar.hidden = false; bar.max = file.size || 1; bar.value = 0; }
       xhr.upload.addEventListener("progress", (e) => {
-        if (e.lengthComputable && bar) { bar.max = e.total; bar.value = e.loaded; }
-        if (note && e.lengthComputable) note.textContent = Math.round((100 * e.loaded) / e.total) + "% sent";
+        if (!e.lengthComputable) return;
+        if (bar) { bar.max = e.total; bar.value = e.loaded; }
+        if (note) note.textContent = Math.round((100 * e.loaded) / e.total) + "% sent";
       });
       xhr.addEventListener("load", () => {
         let body = {};
         try { body = JSON.parse(xhr.responseText); } catch (e) { body = { message: xhr.responseText }; }
-        if (xhr.status < 300 && body.next) { window.location.assign(body.next); return; }
-        if (note) { note.textContent = body.message || "Upload failed (" + xhr.status + ")"; note.className = "flash error"; }
-        if (button) button.disabled = false;
+        if (xhr.status < 300) {
+          if (note) note.textContent = "100% sent, done.";
+          window.location.assign(body.next || start.next || window.location.href);
+          return;
+        }
+        fail(body.message || "Upload failed (" + xhr.status + ")");
       });
-      xhr.addEventListener("error", () => {
-        if (note) { note.textContent = "The upload was interrupted."; note.className = "flash error"; }
-        if (button) button.disabled = false;
-      });
-      if (button) button.disabled = true;
-      if (bar) bar.hidden = false;
-      xhr.send(new FormData(form));
+      xhr.addEventListener("error", () => fail("The upload was interrupted."));
+      xhr.send(file);
     });
   }
 });

@@ -1,0 +1,132 @@
+"""Networks, security groups and images in the browser, as a project member; another project sees
+none of it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect
+
+from tests.api.harness import Nube, Tenant, make_tenant
+from tests.console.conftest import TIMEOUT_MS, login, screenshot
+
+
+@pytest.fixture(scope="module")
+def tenant(nube: Nube) -> Tenant:
+    return make_tenant(nube, "res")
+
+
+@pytest.fixture(scope="module")
+def member_page(browser: Browser, nube: Nube, tenant: Tenant) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    login(page, nube, tenant.name, "pw")
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def other_page(browser: Browser, nube: Nube) -> Iterator[Page]:
+    other = make_tenant(nube, "other")
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    login(page, nube, other.name, "pw")
+    yield page
+    context.close()
+
+
+def test_a_network_with_a_subnet_appears_in_the_list_and_the_topology(
+    member_page: Page, nube: Nube, tenant: Tenant
+) -> None:
+    page = member_page
+    page.goto(f"{nube.url}/console/networks")
+    screenshot(page, "networks-empty")
+    page.get_by_label("Network name").fill("webnet")
+    page.get_by_label("Subnet CIDR (optional)").fill("10.77.0.0/24")
+    page.get_by_role("button", name="Create network").click()
+    expect(page.locator(".flash")).to_contain_text("Network webnet created")
+    expect(page.get_by_role("cell", name="webnet", exact=True)).to_be_visible()
+    expect(page.get_by_text("10.77.0.0/24 (gateway 10.77.0.1)")).to_be_visible()
+    expect(page.locator("svg.topology")).to_contain_text("webnet")
+    screenshot(page, "networks")
+    r = requests.get(f"{nube.url}/networking/v2.0/networks?name=webnet",
+                     headers=tenant.headers(nube), timeout=10)  # fmt: skip
+    assert [n["name"] for n in r.json()["networks"]] == ["webnet"]
+
+
+def test_an_invalid_subnet_shows_the_apis_error(member_page: Page, nube: Nube) -> None:
+    page = member_page
+    page.goto(f"{nube.url}/console/networks")
+    page.get_by_label("Network name").fill("badnet")
+    page.get_by_label("Subnet CIDR (optional)").fill("10.300.0.0/24")
+    page.get_by_role("button", name="Create network").click()
+    expect(page.get_by_role("alert")).to_contain_text("not a valid IP subnet")
+    expect(page.get_by_role("cell", name="badnet", exact=True)).to_have_count(0)
+
+
+def test_another_project_does_not_see_the_network(other_page: Page, nube: Nube) -> None:
+    other_page.goto(f"{nube.url}/console/networks")
+    expect(other_page.get_by_role("heading", name="Networks", exact=True)).to_be_visible()
+    expect(other_page.get_by_text("webnet")).to_have_count(0)
+
+
+def test_a_security_group_rule_is_added(member_page: Page, nube: Nube, tenant: Tenant) -> None:
+    page = member_page
+    page.goto(f"{nube.url}/console/security-groups")
+    page.get_by_label("Name", exact=True).fill("http")
+    page.get_by_role("button", name="Create security group").click()
+    expect(page.locator(".flash")).to_contain_text("Security group http created")
+    group = page.locator("section.card", has=page.get_by_role("heading", name="http"))
+    group.get_by_label("Port from").fill("80")
+    group.get_by_role("button", name="Add rule").click()
+    expect(page.locator(".flash")).to_contain_text("Rule added")
+    group = page.locator("section.card", has=page.get_by_role("heading", name="http"))
+    expect(group.get_by_role("row", name="ingress tcp (IPv4) 80 anywhere")).to_be_visible()
+    screenshot(page, "security-groups")
+    r = requests.get(f"{nube.url}/networking/v2.0/security-group-rules?port_range_min=80",
+                     headers=tenant.headers(nube), timeout=10)  # fmt: skip
+    assert any(rule["port_range_min"] == 80 for rule in r.json()["security_group_rules"])
+
+
+def test_an_image_uploads_with_a_progress_bar(
+    member_page: Page, nube: Nube, tenant: Tenant, tmp_path: Path
+) -> None:
+    page = member_page
+    data = tmp_path / "disk.raw"
+    data.write_bytes(b"\0" * (24 << 20))
+    page.goto(f"{nube.url}/console/images")
+    page.get_by_label("Name", exact=True).first.fill("uploaded-raw")
+    page.get_by_label("Image file").set_input_files(str(data))
+    page.get_by_label("Disk format").first.select_option("raw")
+    # Record the bar's values as they change; sessionStorage survives the page's final redirect.
+    page.evaluate("""() => {
+        const bar = document.querySelector('progress');
+        new MutationObserver(() => {
+            const seen = JSON.parse(sessionStorage.getItem('progress') || '[]');
+            seen.push([bar.value, bar.max]);
+            sessionStorage.setItem('progress', JSON.stringify(seen));
+        }).observe(bar, {attributes: true});
+    }""")
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator(".flash")).to_contain_text("Image uploaded-raw uploaded (25165824 bytes)")
+    row = page.get_by_role("row", name="uploaded-raw")
+    expect(row).to_contain_text("active")
+    screenshot(page, "images")
+    seen = json.loads(page.evaluate("sessionStorage.getItem('progress')") or "[]")
+    assert seen and seen[-1][0] == seen[-1][1] == 24 << 20
+    r = requests.get(f"{nube.url}/image/v2/images?name=uploaded-raw",
+                     headers=tenant.headers(nube), timeout=10)  # fmt: skip
+    (image,) = r.json()["images"]
+    assert image["size"] == 24 << 20 and image["status"] == "active"
+
+
+def test_another_project_does_not_see_the_private_image(other_page: Page, nube: Nube) -> None:
+    other_page.goto(f"{nube.url}/console/images")
+    expect(other_page.get_by_role("heading", name="Images")).to_be_visible()
+    expect(other_page.get_by_text("uploaded-raw")).to_have_count(0)
