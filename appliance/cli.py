@@ -49,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         "--repair", action="store_true", help="drop broken rows, remove orphans and temp files"
     )
 
+    tui = sub.add_parser("tui", help="terminal dashboard over the APIs (clouds.yaml or OS_* env)")
+    tui.add_argument("--cloud", help="a cloud in clouds.yaml (default: OS_CLOUD, else OS_* env)")
+
     args = parser.parse_args(argv)
+    if args.command == "tui":
+        from tui.main import main as tui_main
+
+        return tui_main(args.cloud)
     try:
         config = load_config(
             args.data_dir,
