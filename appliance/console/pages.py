@@ -26,6 +26,7 @@ from appliance.errors import NubeError
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
+templates.env.filters["b64"] = lambda text: base64.b64encode(text.encode()).decode()
 templates.env.filters["timestamp"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 FLASH_COOKIE = "nube_flash"
 PAGE_SIZE = 50

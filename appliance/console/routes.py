@@ -16,7 +16,19 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from appliance.console import auth, images, instances, networks, overview, security, volumes
+from appliance.console import (
+    access,
+    admin,
+    auth,
+    images,
+    instances,
+    keypairs,
+    networks,
+    objects,
+    overview,
+    security,
+    volumes,
+)
 from appliance.console import session as sessions
 from appliance.console.pages import NavItem, redirect, render
 from appliance.errors import Forbidden, NotFound, NubeError
@@ -25,7 +37,7 @@ HERE = Path(__file__).parent
 NOVNC_DIR = Path("/usr/share/novnc")  # Debian's `novnc` package
 
 # Each area: its navigation entries and its routes. Order is the navigation's order.
-AREAS = (overview, instances, images, volumes, networks, security)
+AREAS = (overview, instances, images, volumes, networks, security, keypairs, objects, access, admin)
 
 STATUS = {Forbidden: 403, NotFound: 404}
 
