@@ -99,8 +99,9 @@ def bare_qemu(workdir: Path, disk_boot: bool) -> float:
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path | None = None) -> None:
         self.data_dir, self.port, self.s3 = data_dir, free_port(), free_port()
+        self.log = log  # nube serve's log at info level (otherwise discarded)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -108,15 +109,17 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "NUBE_ADMIN_PASSWORD": PASSWORD, "NUBE_LOG_LEVEL": "warning"}
-        self.proc = subprocess.Popen([str(BIN / "nube"), "serve", "--data-dir", str(self.data_dir), "--bind", "127.0.0.1",
-                                      "--port", str(self.port), "--s3-port", str(self.s3)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        level = "info" if self.log else "warning"
+        env = {**os.environ, "NUBE_ADMIN_PASSWORD": PASSWORD, "NUBE_LOG_LEVEL": level}
+        with (self.log or Path(os.devnull)).open("ab") as out:
+            self.proc = subprocess.Popen([str(BIN / "nube"), "serve", "--data-dir", str(self.data_dir), "--bind", "127.0.0.1",
+                                          "--port", str(self.port), "--s3-port", str(self.s3)], env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
         for _ in range(300):
             try:
                 if requests.get(f"{self.url}/identity", timeout=1).status_code == 300:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy starting up
                 time.sleep(0.1)
         raise RuntimeError("nube serve did not start")
 
