@@ -321,6 +321,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
+    load = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="nube-bench-network-"))
     server = Server(workdir / "data", log=workdir / "nube.log")
     host = Host(workdir)
@@ -339,7 +340,7 @@ def main() -> int:
         host.cloud_prefix = (
             "nb" + (server.data_dir / "cloud-id").read_text().strip().replace("-", "")[:4]
         )
-        results = run(server, host, args, made)
+        results = {**run(server, host, args, made), "load": load}
     except BaseException:
         log = (
             server.log.read_text(errors="replace").splitlines()
@@ -372,7 +373,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Produced by `sudo .venv/bin/python benchmarks/network.py --runs {args.runs} --guest-mib {args.guest_mib} "
         f"--base-mib {args.base_mib}` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores "
-        f"({cpu}), Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end. One run of the "
+        f"({cpu}), Python {platform.python_version()}, load average {results['load']:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other engineers' test runs share the machine). One run of the "
         "script: a fresh `nube serve` on 127.0.0.1, two nube-tiny guests (m1.nano) on one tenant network behind a "
         "router whose gateway is on an admin-made external network, and the script's own namespaces. Medians of "
         f"{args.runs} runs.",
@@ -404,6 +405,10 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "emulated CPU, so guest figures measure the emulation on this 2-core machine, not Nube's datapath, which",
         "is kernel bridging, nftables and (through the floating IP) the router namespace's NAT.",
         "",
+        "The host side is timed around `ip netns exec ... sh -c 'dd | nc'`, which adds a few ms of start-up. With",
+        "`br_netfilter` built in here, bridged IPv4 crosses the host's nftables hooks, so the baseline's packets",
+        "pass the same host tables (every running Nube's) as the guests' do.",
+        "",
         "| path | Mbit/s (median) | runs |",
         "| --- | ---: | --- |",
     ]
@@ -412,6 +417,16 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     for key, label in labels.items():
         lines.append(
             f"| {label} | {med(rates[key]):.0f} | {', '.join(f'{v:.0f}' for v in rates[key])} |"
+        )
+    out_in, guest_out, g2g = (
+        med(rates[k]) for k in ("outside_to_guest", "guest_to_outside", "guest_to_guest")
+    )
+    lines += ["", f"Through the same router and NAT, a guest receives from outside at {out_in / guest_out:.1f} times the rate "
+              f"it sends to outside; a guest sends to outside at {guest_out / g2g:.0%} of its rate to a guest on its own "
+              "network."]  # fmt: skip
+    if out_in / guest_out > 2:
+        lines[-1] += (
+            " The direction, not the path, sets the limit: the guest's sending side under emulation."
         )
     return "\n".join(lines)
 
