@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 CHUNK = 1 << 20  # write and hash in 1 MiB steps, off the event loop
 
@@ -70,26 +70,37 @@ if _sync_file_range is not None:
     _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 SYNC_FILE_RANGE_WRITE = 2
 WRITEBACK = 8 << 20  # start writing to disk every 8 MiB
+SMALL = 64 << 10  # bodies below this are hashed in the writing thread
 
 
 class _Sink:
-    """A temp file being written and hashed by one worker thread at a time.
+    """A temp file being written and hashed by one worker thread at a time, opened by its first
+    write (so a small body costs one thread hop: open, write, hash, fsync, close).
 
     Every WRITEBACK bytes it asks the kernel to start writing the new range to disk, without
     waiting: otherwise the page cache keeps a whole upload dirty (vm.dirty_background_ratio lets
     gigabytes wait) and the final fsync writes it all while the client waits. The fsync in
     `finish` is what makes the blob durable; starting early only shortens it."""
 
-    def __init__(self, fd: int, hasher: _Hasher, pool: ThreadPoolExecutor) -> None:
-        self.fd = fd
+    def __init__(self, path: Path, hasher: _Hasher, pool: ThreadPoolExecutor) -> None:
+        self.path = path
+        self.fd = -1
         self.hasher = hasher
         self.pool = pool
         self.offset = 0
         self.flushed = 0
 
     def write(self, batch: list[bytes]) -> None:
-        # hashlib releases the GIL on large buffers: each digest runs on its own core at once.
+        if self.fd < 0:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            self.fd = os.open(self.path, flags, 0o644)
         first, *rest = self.hasher.all or [None]
+        if sum(map(len, batch)) < SMALL:  # not worth a hop to another thread
+            first, rest = None, self.hasher.all
+            for h in rest:
+                _feed(h, batch)
+            rest = []
+        # hashlib releases the GIL on large buffers: each digest runs on its own core at once.
         others = [self.pool.submit(_feed, h, batch) for h in rest]
         try:
             for data in batch:
@@ -108,7 +119,9 @@ class _Sink:
             )
             self.flushed = self.offset
 
-    def finish(self) -> None:
+    def finish(self, batch: list[bytes]) -> None:
+        """Write the last batch, then fsync and close."""
+        self.write(batch)
         os.fsync(self.fd)
         self.close()
 
@@ -135,6 +148,11 @@ class Blobs:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nube-hash")
+        # Blob file I/O (writes, fsyncs, renames, reads) runs here rather than in asyncio's
+        # default executor (cores + 4 threads, shared with every other blocking call): with many
+        # small writes in flight, their fsyncs wait on the disk together (the journal commits
+        # them at once) instead of queueing behind each other.
+        self.io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="nube-blob-io")
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -161,12 +179,8 @@ class Blobs:
         The bytes are hashed with each hashlib `algorithms` (hex digests in the result) and fed to
         every `extra` hash object the caller keeps."""
         path = self.tmp / f"{uuid.uuid4().hex}.part"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        sink = _Sink(
-            await asyncio.to_thread(os.open, path, flags, 0o644),
-            _Hasher(algorithms, extra),
-            self._pool,
-        )
+        sink = _Sink(path, _Hasher(algorithms, extra), self._pool)
+        run = asyncio.get_running_loop().run_in_executor
         size = 0
         # Double buffering: while a worker thread writes and hashes one batch of chunks, the loop
         # keeps reading the next from the client, so network and hashing use both cores. Chunks
@@ -183,17 +197,15 @@ class Blobs:
                 batched += len(chunk)
                 if batched >= CHUNK:
                     if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(asyncio.to_thread(sink.write, batch))
+                        await asyncio.shield(pending)
+                    pending = run(self.io, sink.write, batch)
                     batch, batched = [], 0
             if pending is not None:
-                await pending
-                pending = None
-            if batch:
-                await asyncio.to_thread(sink.write, batch)
-            await asyncio.to_thread(sink.finish)
+                await asyncio.shield(pending)
+            pending = run(self.io, sink.finish, batch)
+            await asyncio.shield(pending)
         except BaseException:
-            if pending is not None:
+            if pending is not None:  # the worker thread must be done with the file first
                 await asyncio.gather(pending, return_exceptions=True)
             sink.close()
             path.unlink(missing_ok=True)
@@ -216,6 +228,10 @@ class Blobs:
         _fsync_dir(target.parent)
         return target
 
+    async def place(self, written: Written, key: str) -> Path:
+        """`commit` off the event loop (a directory fsync there would stall every request)."""
+        return await asyncio.get_running_loop().run_in_executor(self.io, self.commit, written, key)
+
     def discard(self, written: Written) -> None:
         written.path.unlink(missing_ok=True)
 
@@ -224,21 +240,40 @@ class Blobs:
         path.unlink(missing_ok=True)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Stream bytes [start, end) of a blob in CHUNK steps."""
-        handle = await asyncio.to_thread(open, self.path(key), "rb")
+        """Stream bytes [start, end) of a blob in CHUNK steps (the first step opens the file)."""
+        run = asyncio.get_running_loop().run_in_executor
+        handle: BinaryIO | None = None
         try:
-            await asyncio.to_thread(handle.seek, start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                want = CHUNK if remaining is None else min(CHUNK, remaining)
-                data = await asyncio.to_thread(handle.read, want)
-                if not data:
+            handle, data = await run(self.io, self._open_read, key, start, end)
+            remaining = None if end is None else end - start - len(data)
+            while data:
+                yield data
+                if remaining is not None and remaining <= 0:
                     break
+                want = CHUNK if remaining is None else min(CHUNK, remaining)
+                data = await run(self.io, handle.read, want)
                 if remaining is not None:
                     remaining -= len(data)
-                yield data
         finally:
+            if handle is not None:
+                handle.close()
+
+    async def read_small(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a blob at once, in one thread hop (for small objects)."""
+        handle, data = await asyncio.get_running_loop().run_in_executor(
+            self.io, self._open_read, key, start, end
+        )
+        handle.close()
+        return data
+
+    def _open_read(self, key: str, start: int, end: int | None) -> tuple[BinaryIO, bytes]:
+        handle = open(self.path(key), "rb")  # the caller closes it
+        try:
+            handle.seek(start)
+            return handle, handle.read(CHUNK if end is None else min(CHUNK, end - start))
+        except BaseException:
             handle.close()
+            raise
 
     def keys(self, suffix: str) -> Iterator[str]:
         """Every committed blob key ending in `suffix` (for a caller's orphan sweep)."""

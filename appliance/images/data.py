@@ -77,7 +77,7 @@ class ImageData:
             self.images.set_status(image.id, Status.KILLED)
             raise
         key = blob_key(image.id)
-        self.blobs.commit(written, key)
+        await self.blobs.place(written, key)
         if self.images.row(image.id) is None:  # deleted while uploading
             self.blobs.delete(key)
             return
@@ -121,7 +121,7 @@ class ImageData:
         image = self.images.begin_upload(ctx, image_id, staging=True)
         self.images.set_status(image_id, Status.UPLOADING)
         written = await self._receive(image, chunks, Status.QUEUED)
-        self.blobs.commit(written, stage_key(image_id))
+        await self.blobs.place(written, stage_key(image_id))
         self.images.set_status(image_id, Status.UPLOADING, staged_blob=stage_key(image_id))
 
     def start_import(self, ctx: Context, image_id: str, method: Any) -> None:

@@ -8,7 +8,6 @@ Both S3 and Swift call this module; neither sees the other's wire format.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -16,13 +15,14 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlite_utils import Database
 
 from appliance.blobs import Blobs, BlobTooLarge, Written
 from appliance.context import Context
 from appliance.objects import checksums
+from appliance.objects.commits import GroupCommit
 from appliance.objects.errors import S3Error
 
 log = logging.getLogger("nube.objects")
@@ -41,16 +41,6 @@ Caller = Context | None  # None: an anonymous request
 
 def _unlimited(project_id: str, resource: str) -> int:
     return -1
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class _Change(Generic[T]):
-    change: Callable[[], T]
-    blob: str
-    future: asyncio.Future[T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,43 +187,7 @@ class ObjectStore:
         self.db = db
         self.blobs = blobs
         self.limit = limit
-        self._pending: list[_Change[Any]] = []
-
-    async def _group_commit(self, change: Callable[[], T], blob: str) -> T:
-        """Run `change` (row writes) in the next group transaction and wait until it is committed.
-
-        Writers whose bodies finish in the same loop iteration share one COMMIT, so one WAL fsync
-        (a few ms on the event loop) covers them all. If `change` fails or the COMMIT does, `blob`
-        (the new object's file) is deleted here, so a cancelled caller never removes a blob that
-        a committed row names."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._drain)
-        self._pending.append(_Change(change, blob, future))
-        return await asyncio.shield(future)
-
-    def _drain(self) -> None:
-        batch, self._pending = self._pending, []
-        results: list[tuple[_Change[Any], Any, BaseException | None]] = []
-        try:
-            with self.db.atomic():
-                for item in batch:
-                    try:
-                        with self.db.atomic():  # a savepoint: one failed change spares the rest
-                            results.append((item, item.change(), None))
-                    except Exception as exc:
-                        results.append((item, None, exc))
-        except Exception as exc:  # the COMMIT itself failed: nothing of the batch is stored
-            results = [(item, None, exc) for item in batch]
-        for item, value, error in results:
-            if error is not None:
-                self.blobs.delete(item.blob)
-            if item.future.done():
-                continue
-            if error is not None:
-                item.future.set_exception(error)
-            else:
-                item.future.set_result(value)
+        self.commits = GroupCommit(db, blobs)
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -429,6 +383,17 @@ class ObjectStore:
             ):
                 yield chunk
 
+    async def read_all(self, v: Version, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a version at once: one thread hop per segment (small reads)."""
+        parts, offset = [], 0
+        for key, size in v.segments:
+            seg_start, seg_end = offset, offset + size
+            offset = seg_end
+            if seg_end > start and seg_start < end:
+                lo, hi = max(start, seg_start) - seg_start, min(end, seg_end) - seg_start
+                parts.append(await self.blobs.read_small(key, lo, hi))
+        return b"".join(parts)
+
     def list_objects(
         self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
     ) -> tuple[list[Version], list[str], bool, str]:
@@ -569,9 +534,8 @@ class ObjectStore:
         return written, value
 
     async def _commit_blob(self, written: Written) -> str:
-        # Rename and directory fsync off the event loop: an fsync there stalls every request.
         key = uuid.uuid4().hex + BLOB_SUFFIX
-        await asyncio.to_thread(self.blobs.commit, written, key)
+        await self.blobs.place(written, key)
         return key
 
     def _insert(
@@ -670,7 +634,7 @@ class ObjectStore:
                 },
             )
 
-        v, dropped = await self._group_commit(change, blob)
+        v, dropped = await self.commits.run(change, blob)
         self._drop_blobs(dropped)
         return v
 
