@@ -204,7 +204,7 @@ def health(s: Session) -> list[Health]:
             continue
         ms = (time.monotonic() - started) * 1000
         ok = r.status_code < 400
-        found.append(Health(service, ok, f"HTTP {r.status_code}, {ms:.0f} ms"))
+        found.append(Health(service, ok, f"{ms:4.0f} ms" if ok else f"HTTP {r.status_code}"))
     return found
 
 

@@ -90,7 +90,7 @@ def screen_text(app: NubeApp) -> str:
 
 
 MASKS = (
-    (re.compile(r"\b\d+ ms\b"), "N ms"),
+    (re.compile(r"[ \d]{4} ms\b"), "NNNN ms"),
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*"), "<time>"),
 )

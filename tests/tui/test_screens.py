@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
+import requests
+from textual.widgets import Select
 
 from tests.api.harness import Nube, Tenant, make_tenant
 from tests.tui.conftest import Notes, creds_of, get, logged_in, wait_until
@@ -176,3 +180,27 @@ async def test_uploading_and_downloading_an_object(
     assert "tui-bucket" not in (await get(base, other.headers(nube)))[1]
     stolen = f"{nube.url}/object-store/v1/AUTH_{tenant.project_id}/tui-bucket/hello.bin"
     assert (await get(stolen, other.headers(nube)))[0] == 403
+
+
+async def test_switching_project_rescopes_the_session(
+    nube: Nube, tenant: Tenant, other: Tenant
+) -> None:
+    await grant_member(nube, tenant, other)
+    app = NubeApp(creds_of(nube, tenant))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await logged_in(app)
+        await pilot.press("p")
+        await wait_until("the project dialog", lambda: app.screen.query("#project"))
+        select = app.screen.query_one("#project", Select)
+        select.value = other.project_id
+        await pilot.click("#submit")
+        await wait_until("the new scope", lambda: app.session.project.id == other.project_id)  # type: ignore[union-attr]
+        assert other.name in app.sub_title
+
+
+async def grant_member(nube: Nube, tenant: Tenant, other: Tenant) -> None:
+    admin = {"X-Auth-Token": nube.token()}
+    roles = await get(f"{nube.auth_url}/v3/roles?name=member", admin)
+    role_id = json.loads(roles[1])["roles"][0]["id"]
+    url = f"{nube.auth_url}/v3/projects/{other.project_id}/users/{tenant.user_id}/roles/{role_id}"
+    await asyncio.to_thread(lambda: requests.put(url, headers=admin, timeout=10).raise_for_status())

@@ -138,7 +138,12 @@ class ServersScreen(ListScreen):
 
 
 def launch_choices(s: Session) -> dict[str, list[tuple[str, str]]]:
-    images = [i for i in resources.images(s) if i.get("status") == "active"]
+    # kernels and ramdisks (aki/ari) are parts of an image, not something to boot
+    images = [
+        i
+        for i in resources.images(s)
+        if i.get("status") == "active" and i.get("disk_format") not in ("aki", "ari")
+    ]
     flavors = sorted(resources.flavors(s), key=lambda f: (f.get("ram", 0), f["name"]))
     return {
         "images": [(i["name"] or i["id"], i["id"]) for i in images],
