@@ -31,8 +31,10 @@ class LoginScreen(NubeScreen):
             with Grid(classes="form"):
                 for name, label, secret in FIELDS:
                     yield Label(label)
-                    yield Input(str(getattr(self.creds, name)), id=name, password=secret)
-            yield Button("Log in", variant="primary", id="submit")
+                    yield Input(
+                        str(getattr(self.creds, name)), id=name, password=secret, compact=True
+                    )
+            yield Button("Log in", variant="primary", id="submit", compact=True)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -112,7 +112,7 @@ class ServersScreen(ListScreen):
             Field("name", "Name"),
             Field("image", "Image", options=choices["images"]),
             Field("flavor", "Flavor", options=choices["flavors"]),
-            Field("network", "Network", options=choices["networks"] + none),
+            Field("network", "Network", options=choices["networks"] + none, required=False),
             Field("key", "Key pair", options=choices["keypairs"], blank=True, required=False),
         ]
         self.app.push_screen(FormDialog("Launch a server", fields, "Launch"), self.launch)

@@ -23,8 +23,8 @@ class ConfirmDialog(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Label(self.question, id="question")
             with Horizontal(classes="buttons"):
-                yield Button("Yes", variant="error", id="yes")
-                yield Button("No", variant="primary", id="no")
+                yield Button("Yes", variant="error", id="yes", compact=True)
+                yield Button("No", variant="primary", id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -62,13 +62,15 @@ class FormDialog(ModalScreen[dict[str, str] | None]):
                     if f.options is not None:
                         value = f.value if f.value in {v for _, v in f.options} else Select.NULL
                         blank = f.blank or not f.options
-                        yield Select(f.options, id=f.name, allow_blank=blank, value=value)
+                        yield Select(
+                            f.options, id=f.name, allow_blank=blank, value=value, compact=True
+                        )
                     else:
                         yield Input(f.value, id=f.name, password=f.password,
-                                    placeholder=f.placeholder)  # fmt: skip
+                                    placeholder=f.placeholder, compact=True)  # fmt: skip
             with Horizontal(classes="buttons"):
-                yield Button(self.submit_label, variant="primary", id="submit")
-                yield Button("Cancel", id="cancel")
+                yield Button(self.submit_label, variant="primary", id="submit", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def values(self) -> dict[str, str]:
         out: dict[str, str] = {}
