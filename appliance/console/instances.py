@@ -14,7 +14,7 @@ from appliance.compute import server_actions
 from appliance.compute.models import Server, Task
 from appliance.console import launch
 from appliance.console import session as sessions
-from appliance.console.pages import NavItem, action, page_of, redirect, render, text
+from appliance.console.pages import PAGE_SIZE, NavItem, action, page_numbers, redirect, render, text
 from appliance.console.session import Session
 from appliance.errors import Invalid, NotFound
 
@@ -40,8 +40,9 @@ def _row(request: Request, server: Server) -> dict[str, Any]:
 
 async def index(request: Request) -> Response:
     session = sessions.require(request)
-    found = cloud(request).servers.list_servers(session.ctx, {})
-    shown, page = page_of(request, found)
+    servers = cloud(request).servers
+    offset, page = page_numbers(request, servers.count(session.ctx))
+    shown = servers.page(session.ctx, offset, PAGE_SIZE)
     rows = [_row(request, s) for s in shown]
     return render(request, session, "instances/list.html", rows=rows, page=page)
 

@@ -41,7 +41,7 @@ def topology(c: Cloud, ctx: Context) -> dict[str, Any]:
         links += [(r["id"], i["network_id"]) for i in r["interfaces"]]
         if r["gateway"]:
             links.append((r["id"], r["gateway"]["network_id"]))
-    servers = c.servers.list_servers(ctx, {})[:50]
+    servers = c.servers.page(ctx, 0, 50)
     nodes: list[dict[str, Any]] = []
     for s in servers:
         nets = {p["network_id"] for p in c.network.server_ports(s.id)}

@@ -46,7 +46,7 @@ async def overview(request: Request) -> Response:
         Meter("Networks", network["network"]["used"], network["network"]["limit"]),
         Meter("Security groups", network["security_group"]["used"], network["security_group"]["limit"]),
     ]  # fmt: skip
-    recent = c.servers.list_servers(ctx, {})[:5]
+    recent = c.servers.page(ctx, 0, 5)
     return render(request, session, "overview.html", meters=meters, recent=recent)
 
 

@@ -121,15 +121,14 @@ def text(form: FormData, key: str, default: str = "") -> str:
     return value.strip() if isinstance(value, str) else default
 
 
-def page_of(request: Request, items: list[Any]) -> tuple[list[Any], dict[str, Any]]:
-    """A page of a list (offset pages: the console shows page numbers, not markers)."""
+def page_numbers(request: Request, total: int) -> tuple[int, dict[str, Any]]:
+    """The offset of the asked-for page (?page=N, 50 a page) and what the pager shows."""
     try:
         number = max(1, int(request.query_params.get("page", "1")))
     except ValueError:
         number = 1
-    pages = max(1, (len(items) + PAGE_SIZE - 1) // PAGE_SIZE)
+    pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
     number = min(number, pages)
-    start = (number - 1) * PAGE_SIZE
     query = {k: v for k, v in request.query_params.items() if k != "page"}
 
     def href(n: int) -> str:
@@ -138,8 +137,14 @@ def page_of(request: Request, items: list[Any]) -> tuple[list[Any], dict[str, An
     info = {
         "number": number,
         "pages": pages,
-        "total": len(items),
+        "total": total,
         "prev": href(number - 1) if number > 1 else None,
         "next": href(number + 1) if number < pages else None,
     }
+    return (number - 1) * PAGE_SIZE, info
+
+
+def page_of(request: Request, items: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """A page of a list the service hands over whole (volumes, images: tens, not thousands)."""
+    start, info = page_numbers(request, len(items))
     return items[start : start + PAGE_SIZE], info

@@ -22,8 +22,8 @@ async def index(request: Request) -> Response:
     c = cloud(request)
     ctx = session.ctx
     shown, page = page_of(request, c.volumes.list_volumes(ctx, {}))
-    servers = c.servers.list_servers(ctx, {})
-    names = {s.id: s.name for s in servers}
+    servers = c.servers.names(ctx)
+    names = {server_id: name for server_id, name, _ in servers}
     return render(
         request,
         session,
@@ -31,7 +31,7 @@ async def index(request: Request) -> Response:
         volumes=shown,
         page=page,
         server_names=names,
-        servers=[s for s in servers if s.status in ATTACHABLE_STATUSES],
+        servers=[(i, name) for i, name, status in servers if status in ATTACHABLE_STATUSES],
         images=[i for i in c.images.list_images(ctx, {}) if i.status == ImageStatus.ACTIVE],
         snapshots=c.volumes.list_snapshots(ctx, {}),
     )
@@ -67,9 +67,6 @@ async def act(request: Request, session: Session, form: FormData) -> Response:
     ctx = session.ctx
     volume_id = request.path_params["volume_id"]
     name = text(form, "action")
-    if name == "attach":
-        c.attachments.attach(ctx, text(form, "server_id"), volume_id)
-        return redirect("/console/volumes", "ok", "Attaching the volume.")
     if name == "detach":
         volume = c.volumes.get(ctx, volume_id)
         if not volume.server_id:
@@ -94,6 +91,14 @@ async def act(request: Request, session: Session, form: FormData) -> Response:
 
 
 @action("/console/volumes")
+async def attach(request: Request, session: Session, form: FormData) -> Response:
+    volume = cloud(request).attachments.attach(
+        session.ctx, text(form, "server_id"), text(form, "volume_id")
+    )
+    return redirect("/console/volumes", "ok", f"Attaching volume {volume.name or volume.id}.")
+
+
+@action("/console/volumes")
 async def delete_snapshot(request: Request, session: Session, form: FormData) -> Response:
     cloud(request).volumes.delete_snapshot(session.ctx, request.path_params["snapshot_id"])
     return redirect("/console/volumes", "ok", "Deleting the snapshot.")
@@ -104,6 +109,7 @@ routes = [
     Route("/volumes", index, methods=["GET"]),
     Route("/volumes/status", statuses, methods=["GET"]),
     Route("/volumes", create, methods=["POST"]),
+    Route("/volumes/attach", attach, methods=["POST"]),
     Route("/volumes/{volume_id}/action", act, methods=["POST"]),
     Route("/volumes/snapshots/{snapshot_id}/delete", delete_snapshot, methods=["POST"]),
 ]

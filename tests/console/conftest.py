@@ -32,7 +32,9 @@ def nube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nube]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running on the main thread while it lives,
+# and later tiers (unit, tui) call asyncio.run(); it must be gone when the console modules end.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if REASON:
         pytest.skip(REASON)
