@@ -50,6 +50,10 @@ def launch(s: Session, spec: LaunchSpec) -> Json:
     return dict(s.post("compute", "/servers", {"server": body})["server"])
 
 
+def server_actions(s: Session, server_id: str) -> list[Json]:
+    return list(s.get("compute", f"/servers/{server_id}/os-instance-actions")["instanceActions"])
+
+
 def console_log(s: Session, server_id: str) -> str:
     out = s.post("compute", f"/servers/{server_id}/action", {"os-getConsoleOutput": {}})
     return str(out["output"])
@@ -215,6 +219,7 @@ class Overview:
     volume: Json
     counts: dict[str, int]
     attention: list[tuple[str, str, str, str]]  # kind, name, status, message
+    jobs: list[tuple[str, str, str, str]]  # start time, action, server, message
 
 
 TRANSITIONAL = {"BUILD", "REBOOT", "RESIZE", "MIGRATING", "creating", "attaching", "detaching",
@@ -247,4 +252,19 @@ def overview(s: Session) -> Overview:
         "networks": len(nets),
         "buckets": bucket_count,
     }
-    return Overview(health(s), compute_limits(s), volume_limits(s), counts, attention)
+    return Overview(
+        health(s), compute_limits(s), volume_limits(s), counts, attention, recent_jobs(s, srv)
+    )
+
+
+def recent_jobs(
+    s: Session, srv: list[Json], servers_looked_at: int = 5, shown: int = 8
+) -> list[tuple[str, str, str, str]]:
+    """The latest instance actions (create, stop, reboot...) of the most recently updated servers."""
+    jobs = []
+    latest = sorted(srv, key=lambda r: str(r.get("updated", "")), reverse=True)
+    for server_row in latest[:servers_looked_at]:
+        for a in server_actions(s, server_row["id"]):
+            when = str(a.get("start_time", "")).replace("T", " ")[:19]
+            jobs.append((when, a["action"], server_row.get("name", ""), a.get("message") or ""))
+    return sorted(jobs, reverse=True)[:shown]

@@ -77,6 +77,7 @@ async def wait_until(
 
 async def logged_in(app: NubeApp) -> None:
     await wait_until("login", lambda: app.session is not None and app.current_mode == "overview")
+    await wait_until("the overview", lambda: app.screen.query("#counts"))
 
 
 def screen_text(app: NubeApp) -> str:

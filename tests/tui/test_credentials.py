@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.api.harness import BIN
 from tui.credentials import CredentialsError, find_credentials
 
 CLOUDS = """
@@ -63,3 +66,11 @@ def test_os_variables_describe_the_cloud_without_clouds_yaml(tmp_path: Path) -> 
 
 def test_nothing_set_means_the_login_form(tmp_path: Path) -> None:
     assert find_credentials(None, {"HOME": str(tmp_path)}) is None
+
+
+def test_nube_tui_names_a_missing_cloud_and_exits_2(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
+    result = subprocess.run([str(BIN / "nube"), "tui", "--cloud", "nosuch"], env=env,
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert "nosuch" in result.stderr

@@ -204,3 +204,17 @@ async def grant_member(nube: Nube, tenant: Tenant, other: Tenant) -> None:
     role_id = json.loads(roles[1])["roles"][0]["id"]
     url = f"{nube.auth_url}/v3/projects/{other.project_id}/users/{tenant.user_id}/roles/{role_id}"
     await asyncio.to_thread(lambda: requests.put(url, headers=admin, timeout=10).raise_for_status())
+
+
+async def test_slash_filters_the_rows_and_escape_clears_it(nube: Nube, tenant: Tenant) -> None:
+    app = NubeApp(creds_of(nube))
+    async with app.run_test() as pilot:
+        await logged_in(app)
+        await pilot.press("7")
+        await wait_until("identity screen", lambda: app.screen.query("#projects"))
+        projects = app.screen.query_one("#projects", ResourceTable)
+        await wait_until("several projects", lambda: {"admin", tenant.name} <= names(projects))
+        await pilot.press("slash", *tenant.name)
+        await wait_until("only the match", lambda: names(projects) == {tenant.name})
+        await pilot.press("escape")
+        await wait_until("all again", lambda: {"admin", tenant.name} <= names(projects))

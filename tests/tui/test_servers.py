@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 import requests
-from textual.widgets import Log
+from textual.widgets import DataTable, Log
 
 from tests.api.harness import BIN, Nube, Tenant, make_tenant
 from tests.tui.conftest import Notes, creds_of, get, logged_in, wait_until
 from tui.app import NubeApp
 from tui.screens.console import ConsoleScreen
 from tui.screens.servers import ServersScreen
+from tui.screens.volumes import VolumesScreen
 from tui.widgets.dialogs import FormDialog
 from tui.widgets.table import ResourceTable
 
@@ -140,6 +141,64 @@ async def test_the_console_log_follows_the_guest(
         await wait_until("back to servers", lambda: isinstance(app.screen, ServersScreen))
         followers = [w for w in app.workers if w.group == "console"]
         await wait_until("the follower to stop", lambda: all(w.is_finished for w in followers))
+
+
+def make_volume(nube: Nube, tenant: Tenant, name: str) -> str:
+    body = {"volume": {"name": name, "size": 1}}
+    r = requests.post(f"{nube.url}/volume/v3/volumes", json=body, headers=tenant.headers(nube),
+                      timeout=10)  # fmt: skip
+    assert r.status_code == 202, r.text
+    return str(r.json()["volume"]["id"])
+
+
+@pytest.mark.asyncio
+async def test_attaching_and_detaching_a_volume_from_the_volumes_screen(
+    nube: Nube, tenant: Tenant, launched: tuple[str, dict[str, str], list[str]]
+) -> None:
+    volume_id = await asyncio.to_thread(make_volume, nube, tenant, "tui-disk")
+    notes = Notes()
+    app = NubeApp(creds_of(nube, tenant))
+    async with app.run_test(size=(100, 30), message_hook=notes.hook) as pilot:
+        await logged_in(app)
+        await pilot.press("4")
+        await wait_until("volumes screen", lambda: isinstance(app.screen, VolumesScreen))
+        screen = app.screen
+        table = screen.query_one("#volumes", ResourceTable)
+
+        def status() -> str:
+            row = table.rows_by_key.get(volume_id)
+            return str(row["status"]) if row else ""
+
+        await wait_until("the volume available", lambda: status() == "available", limit=120)
+        table.select_key(volume_id)
+        await pilot.press("a")
+        await wait_until("the attach dialog", lambda: isinstance(app.screen, FormDialog))
+        assert app.screen.values() == {"server": launched[0]}  # type: ignore[attr-defined]
+        await pilot.click("#submit")
+        await wait_until("in-use", lambda: status() == "in-use", limit=300)
+        assert table.rows_by_key[volume_id]["attachments"][0]["server_id"] == launched[0]
+        await pilot.press("t")
+        await wait_until("the confirmation", lambda: app.screen.query("#question"))
+        await pilot.press("y")
+        await wait_until("available again", lambda: status() == "available", limit=300)
+        assert not notes.errors(), notes.errors()
+
+
+@pytest.mark.asyncio
+async def test_the_overview_lists_the_servers_recent_jobs(
+    nube: Nube, tenant: Tenant, launched: tuple[str, dict[str, str], list[str]]
+) -> None:
+    app = NubeApp(creds_of(nube, tenant))
+    async with app.run_test(size=(120, 40)):
+        await logged_in(app)
+        await wait_until("the overview", lambda: app.screen.query("#jobs"))
+        jobs = app.screen.query_one("#jobs", DataTable)
+
+        def actions() -> set[str]:
+            rows = [jobs.get_row_at(i) for i in range(jobs.row_count)]
+            return {f"{row[1]} {row[2]}" for row in rows}
+
+        await wait_until("the create job", lambda: f"create {NAME}" in actions())
 
 
 @pytest.mark.asyncio

@@ -42,13 +42,19 @@ class OverviewScreen(NubeScreen):
                         yield ProgressBar(id=f"quota-{i}", show_eta=False, show_percentage=False)
                         yield Label("", id=f"quota-text-{i}")
         yield Static("", id="counts")
-        yield Label("In progress and errors", classes="section-title")
-        yield DataTable(id="attention", cursor_type="row")
+        with Horizontal(id="overview-bottom"):
+            with Vertical():
+                yield Label("In progress and errors", classes="section-title")
+                yield DataTable(id="attention", cursor_type="row")
+            with Vertical():
+                yield Label("Recent jobs", classes="section-title")
+                yield DataTable(id="jobs", cursor_type="row")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#health", DataTable).add_columns("Service", "State", "Detail")
         self.query_one("#attention", DataTable).add_columns("Kind", "Name", "Status", "Message")
+        self.query_one("#jobs", DataTable).add_columns("Started", "Action", "Server", "Message")
         self.set_interval(10.0, self.auto_reload)
         self.action_reload()
 
@@ -81,3 +87,7 @@ class OverviewScreen(NubeScreen):
         attention.clear()
         for n, (kind, name, status, message) in enumerate(o.attention):
             attention.add_row(kind, name, status, message, key=str(n))
+        jobs = self.query_one("#jobs", DataTable)
+        jobs.clear()
+        for n, job in enumerate(o.jobs):
+            jobs.add_row(*job, key=str(n))
