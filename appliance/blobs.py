@@ -94,25 +94,24 @@ class _Sink:
         if self.fd < 0:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             self.fd = os.open(self.path, flags, 0o644)
-        first, *rest = self.hasher.all or [None]
-        if sum(map(len, batch)) < SMALL:  # not worth a hop to another thread
-            first, rest = None, self.hasher.all
-            for h in rest:
-                _feed(h, batch)
-            rest = []
-        # hashlib releases the GIL on large buffers: each digest runs on its own core at once.
-        others = [self.pool.submit(_feed, h, batch) for h in rest]
+        hashes = self.hasher.all
+        # hashlib releases the GIL on large buffers: this thread writes and feeds the first hash
+        # (md5, the slowest) while one pool thread feeds the others, on the other core. A small
+        # batch is not worth the hop.
+        other = None
+        if len(hashes) > 1 and sum(map(len, batch)) >= SMALL:
+            other = self.pool.submit(_feed_all, hashes[1:], batch)
+            hashes = hashes[:1]
         try:
             for data in batch:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(self.fd, view) :]
                 self.offset += len(data)
-            if first is not None:
-                _feed(first, batch)
+            _feed_all(hashes, batch)
         finally:
-            for future in others:
-                future.result()
+            if other is not None:
+                other.result()
         if _sync_file_range is not None and self.offset - self.flushed >= WRITEBACK:
             _sync_file_range(
                 self.fd, self.flushed, self.offset - self.flushed, SYNC_FILE_RANGE_WRITE
@@ -131,9 +130,10 @@ class _Sink:
             os.close(fd)
 
 
-def _feed(h: Hash, batch: list[bytes]) -> None:
-    for data in batch:
-        h.update(data)
+def _feed_all(hashes: Sequence[Hash], batch: list[bytes]) -> None:
+    for h in hashes:
+        for data in batch:
+            h.update(data)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -147,7 +147,7 @@ def _fsync_dir(path: Path) -> None:
 class Blobs:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nube-hash")
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nube-hash")
         # Blob file I/O (writes, fsyncs, renames, reads) runs here rather than in asyncio's
         # default executor (cores + 4 threads, shared with every other blocking call): with many
         # small writes in flight, their fsyncs wait on the disk together (the journal commits
