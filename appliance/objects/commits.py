@@ -49,8 +49,8 @@ class GroupCommit:
     async def run(self, change: Callable[[], T], blob: str) -> T:
         """Run `change` (row writes) in the next group transaction; return once it is durable.
 
-        If `change` fails or the COMMIT does, `blob` (the new object's file) is deleted here, so a
-        cancelled caller never removes a blob that a committed row names."""
+        If `change` fails or the COMMIT does, `blob` (the new object's file, if any) is deleted
+        here, so a cancelled caller never removes a blob that a committed row names."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._pending:
@@ -77,7 +77,7 @@ class GroupCommit:
             if self._wal:
                 self.db.execute(f"PRAGMA synchronous = {self._sync}")
         for item, _value, error in results:
-            if error is not None:
+            if error is not None and item.blob:
                 self.blobs.delete(item.blob)
         if self._wal and any(error is None for _, _, error in results):
             synced = asyncio.get_running_loop().run_in_executor(

@@ -131,22 +131,21 @@ class Multipart:
             checks.checksum_algorithm = up.checksum_algorithm
         written, value = await self.store.receive(bucket.project_id, body, checks, part=True)
         blob = await self.store._commit_blob(written)
-        old = None
-        try:
-            with self.db.atomic():
-                self.upload(name, key, upload_id)  # not aborted meanwhile
-                old = self.store._one(
-                    "SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?",
-                    [upload_id, number],
-                )
-                self.db.execute(
-                    "INSERT OR REPLACE INTO parts (upload_id, part_number, blob, size, etag, "
-                    "checksum, modified) VALUES (?,?,?,?,?,?,?)",
-                    [upload_id, number, blob, written.size, written.md5, value, time.time()],
-                )
-        except BaseException:
-            self.store.blobs.delete(blob)
-            raise
+
+        def change() -> dict[str, Any] | None:
+            self.upload(name, key, upload_id)  # not aborted meanwhile
+            old = self.store._one(
+                "SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?",
+                [upload_id, number],
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO parts (upload_id, part_number, blob, size, etag, "
+                "checksum, modified) VALUES (?,?,?,?,?,?,?)",
+                [upload_id, number, blob, written.size, written.md5, value, time.time()],
+            )
+            return old
+
+        old = await self.store.commits.run(change, blob)
         if old:
             self.store.blobs.delete(old["blob"])
         return Part(number, blob, written.size, written.md5, value, time.time())
@@ -229,8 +228,14 @@ class Multipart:
             raise S3Error("QuotaExceeded", "The byte quota of the project is exceeded.")
         self.store._check_count(bucket.project_id)
         unused = [p.blob for n, p in have.items() if n not in {c.part_number for c in chosen}]
-        with self.db.atomic():
+
+        def change() -> tuple[Version, list[str]]:
             self.upload(name, key, upload_id)
+            now = {p.part_number: p.blob for p in self.parts(upload_id)}
+            if any(
+                now.get(p.part_number) != p.blob for p in chosen
+            ):  # a part re-uploaded meanwhile
+                raise S3Error("InvalidPart", "A part changed while the upload was being completed.")
             if conditions:
                 check_conditions(self.store._live(name, key), conditions, reading=False)
             v, dropped = self.store._insert(
@@ -253,6 +258,9 @@ class Multipart:
             )
             self.db.execute("DELETE FROM parts WHERE upload_id = ?", [upload_id])
             self.db.execute("DELETE FROM uploads WHERE upload_id = ?", [upload_id])
+            return v, dropped
+
+        v, dropped = await self.store.commits.run(change, "")
         for blob in unused + dropped:
             self.store.blobs.delete(blob)
         return v
