@@ -10,8 +10,8 @@ from typing import Any
 from appliance.context import Context
 from appliance.errors import Conflict, Forbidden, Invalid, NotFound
 from appliance.network import ipam
-from appliance.network.datapath import RouterLeg, RouterSpec
 from appliance.network.service import Network, Row, _bool, _text, err, stamp
+from appliance.network.specs import RouterLeg, RouterSpec
 
 INTERFACE_OWNER = "network:router_interface"
 

@@ -18,14 +18,10 @@ from sqlite_utils import Database
 from appliance.context import Context
 from appliance.errors import Conflict, Forbidden, Invalid, NotFound, NubeError, OverQuota
 from appliance.network import ipam
-from appliance.network.datapath import (
-    Allow,
-    Datapath,
-    DhcpHost,
-    DhcpSpec,
+from appliance.network.datapath import Datapath
+from appliance.network.desired import desired_networks
+from appliance.network.specs import (
     NetworkSpec,
-    PortFilter,
-    PortGuard,
     RouterSpec,
 )
 from appliance.tasks import Jobs
@@ -551,78 +547,7 @@ class Network:
     # -- the datapath --------------------------------------------------------------------------
 
     def desired(self) -> list[NetworkSpec]:
-        specs = []
-        for network in self._rows("SELECT * FROM networks ORDER BY created_at, id"):
-            dhcp = []
-            for subnet in self._rows(
-                "SELECT * FROM subnets WHERE network_id = ? AND enable_dhcp = 1", [network["id"]]
-            ):
-                own = self._one(
-                    "SELECT f.ip_address FROM fixed_ips f JOIN ports p ON p.id = f.port_id "
-                    "WHERE p.device_id = ? AND f.subnet_id = ?", [f"dhcp-{subnet['id']}", subnet["id"]],
-                )  # fmt: skip
-                if own is None:
-                    continue
-                hosts = tuple(
-                    DhcpHost(r["mac_address"], r["ip_address"], f"host-{r['ip_address'].replace('.', '-')}")
-                    for r in self._rows(
-                        "SELECT p.mac_address, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
-                        "WHERE f.subnet_id = ? AND p.device_owner != ? ORDER BY f.ip_address",
-                        [subnet["id"], DHCP_OWNER],
-                    )
-                )  # fmt: skip
-                dhcp.append(DhcpSpec(subnet["id"], subnet["cidr"], own["ip_address"], subnet["gateway_ip"],
-                                     tuple(json.loads(subnet["dns_nameservers"])), network["mtu"], hosts))  # fmt: skip
-            specs.append(
-                NetworkSpec(
-                    network["id"],
-                    tuple(dhcp),
-                    self._filters(network["id"]),
-                    self._guards(network["id"]),
-                )
-            )
-        return specs
-
-    def _guards(self, network_id: str) -> tuple[PortGuard, ...]:
-        guards: dict[str, PortGuard] = {}
-        for port in self._rows(
-            "SELECT p.id, p.mac_address, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
-            "WHERE p.network_id = ? AND p.device_owner LIKE 'compute:%' ORDER BY p.id, f.ip_address", [network_id],
-        ):  # fmt: skip
-            old = guards.get(port["id"])
-            ips = (*old.ips, port["ip_address"]) if old else (port["ip_address"],)
-            guards[port["id"]] = PortGuard(port["id"], port["mac_address"], ips)
-        return tuple(guards.values())
-
-    def _filters(self, network_id: str) -> tuple[PortFilter, ...]:
-        """What the security groups of each server port on the network let in (IPv4 ingress)."""
-        filters = []
-        for port in self._rows(
-            "SELECT p.id, p.security_groups, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
-            "WHERE p.network_id = ? AND p.device_owner LIKE 'compute:%' ORDER BY p.id, f.ip_address", [network_id],
-        ):  # fmt: skip
-            groups = json.loads(port["security_groups"])
-            if not groups:
-                continue
-            allows = []
-            marks = ",".join("?" * len(groups))
-            for rule in self._rows(
-                f"SELECT * FROM security_group_rules WHERE security_group_id IN ({marks}) AND direction = 'ingress' "
-                "AND ethertype = 'IPv4' ORDER BY id", groups,
-            ):  # fmt: skip
-                sources: tuple[str, ...] | None = None
-                if rule["remote_ip_prefix"]:
-                    sources = (rule["remote_ip_prefix"],)
-                elif rule["remote_group_id"]:
-                    sources = tuple(sorted({
-                        r["ip_address"] for r in self._rows(
-                            "SELECT p.security_groups, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id", [])
-                        if rule["remote_group_id"] in json.loads(r["security_groups"])}))  # fmt: skip
-                allows.append(
-                    Allow(rule["protocol"], rule["port_range_min"], rule["port_range_max"], sources)
-                )
-            filters.append(PortFilter(port["id"], port["ip_address"], tuple(allows)))
-        return tuple(filters)
+        return desired_networks(self)
 
     def kick(self) -> None:
         """The kernel must catch up with the rows: converge now, or again after the running pass."""

@@ -19,7 +19,8 @@ from appliance.db import migrate, open_db
 from appliance.errors import Conflict, Invalid, NotFound, OverQuota
 from appliance.identity.catalog import Catalog
 from appliance.network import ipam, wire
-from appliance.network.datapath import DhcpSpec, dnsmasq_args
+from appliance.network.datapath import dnsmasq_args
+from appliance.network.specs import DhcpSpec
 
 
 def member(project: str) -> Context:
@@ -278,7 +279,7 @@ def test_a_rule_for_tcp_80_from_anywhere_reaches_the_ruleset(cloud: Cloud) -> No
 
 
 def test_no_server_ports_means_the_table_is_only_deleted() -> None:
-    from appliance.network.datapath import ruleset
+    from appliance.network.nft import ruleset
 
     assert ruleset("nbabcd_sg", []) == "table inet nbabcd_sg\ndelete table inet nbabcd_sg\n"
 
@@ -357,7 +358,8 @@ def test_a_floating_ip_needs_a_router_from_its_network_to_the_ports_subnet(cloud
 
 
 def test_nat_rules_stay_inside_the_router_namespace_table() -> None:
-    from appliance.network.datapath import RouterLeg, RouterSpec, nat_ruleset
+    from appliance.network.nft import nat_ruleset
+    from appliance.network.specs import RouterLeg, RouterSpec
 
     leg = RouterLeg("p", "n", "fa:16:3e:00:00:01", "192.0.2.10", 24)
     text = nat_ruleset(
