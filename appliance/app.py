@@ -101,7 +101,8 @@ def create_app(
         db = open_db(None if in_memory else config.db_path)
         migrate(db, MIGRATIONS)
         the_cloud = Cloud.build(config, db, Catalog(CATALOG_SERVICES, config.region), in_memory)
-        if needs_bootstrap(the_cloud.identity):
+        first = needs_bootstrap(the_cloud.identity)
+        if first:
             from appliance.identity.bootstrap import admin_password_from_env
 
             password = admin_password or admin_password_from_env()
@@ -110,10 +111,13 @@ def create_app(
                 write_client_files(config, password)
                 log.info("admin credentials written to %s", config.data_dir / "admin-openrc.sh")
         the_cloud.start()
+        if first:
+            the_cloud.first_start()
         await the_cloud.jobs.reconcile()
         try:
             yield {"cloud": the_cloud}
         finally:
+            await the_cloud.network.metadata.close()
             await the_cloud.jobs.close()
             db.close()
             log.info("stopped")

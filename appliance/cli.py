@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     tui = sub.add_parser("tui", help="terminal dashboard over the APIs (clouds.yaml or OS_* env)")
     tui.add_argument("--cloud", help="a cloud in clouds.yaml (default: OS_CLOUD, else OS_* env)")
 
+    clear = sub.add_parser(
+        "clear-datapath",
+        help="remove this cloud's bridges, namespaces, dnsmasq and nft tables (nube serve must be "
+        "stopped; its next start rebuilds them from the database)",
+    )
+    clear.add_argument("--data-dir", type=Path)
+
     args = parser.parse_args(argv)
     if args.command == "tui":
         from tui.main import main as tui_main
@@ -83,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.objects.fsck import main as fsck_main
 
         return fsck_main(config.data_dir, config.db_path, config.blobs_dir, args.repair)
+    if args.command == "clear-datapath":
+        from appliance.network.datapath import clear
+
+        return clear(config.data_dir)
     if args.command == "rotate-keys":
         from appliance.identity.tokens import KeyRing
 

@@ -150,6 +150,7 @@ class Cloud:
         attachments = Attachments(servers, volumes, volume_operations)
         lifecycle.boot_disk = attachments.boot_disk
         lifecycle.network = network
+        network.describe_server = lifecycle.describe
         lifecycle.on_deleted.append(network.release_ports)
         lifecycle.volume_disks = attachments.data_disks
         return cls(
@@ -197,6 +198,23 @@ class Cloud:
             self.limits.ensure_defaults("block-storage", VOLUME_LIMITS)
         if "network" in served:
             self.limits.ensure_defaults("network", NETWORK_LIMITS)
+
+    def first_start(self) -> None:
+        """Once, right after identity's bootstrap on an empty data dir: the default networks."""
+        served = {s.type for s in self.catalog.services}
+        if "network" not in served or not self.config.public_cidr:
+            return
+        from appliance.context import Context
+        from appliance.identity.bootstrap import DEFAULT_DOMAIN_ID
+        from appliance.network.defaults import create_default_networks
+
+        project = self.identity.project_by_name("admin", DEFAULT_DOMAIN_ID)
+        user = self.identity.user_by_name("admin", DEFAULT_DOMAIN_ID)
+        admin = Context(user.id, user.name, DEFAULT_DOMAIN_ID, frozenset({"admin", "member", "reader"}),
+                        project.id, project.name, DEFAULT_DOMAIN_ID)  # fmt: skip
+        create_default_networks(
+            self.network, self.routers, admin, self.config.public_cidr, self.config.private_cidr
+        )
 
     def console_output(self, server: Server, length: int | None) -> str:
         """The tail of a server's serial console log (os-getConsoleOutput)."""

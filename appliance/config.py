@@ -28,6 +28,11 @@ class Config:
     password_parallelism: int = 4
     log_level: str = "info"
     libvirt_uri: str = "qemu:///system"
+    # The external network `public` made at first start; the host holds its first address on the
+    # network's bridge (as DevStack's br-ex), so floating IPs answer the host. Empty: no default networks.
+    public_cidr: str = "172.24.4.0/24"
+    # The `private` network of the admin project, routed to `public` by `router1`.
+    private_cidr: str = "10.0.0.0/24"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

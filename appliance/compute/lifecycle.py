@@ -222,6 +222,14 @@ class Lifecycle:
             "devices": [],
         }  # fmt: skip
 
+    def describe(self, server_id: str) -> tuple[dict[str, Any], bytes | None] | None:
+        """What the metadata service shows a server's guest: meta_data.json and its user data."""
+        server = self.servers.row(server_id)
+        if server is None:
+            return None
+        user_data = base64.b64decode(server.user_data) if server.user_data else None
+        return self._meta_data(server), user_data
+
     async def _prepare_disks(self, server: Server, flavor: Flavor, image: Image | None) -> None:
         """The root overlay (unless the server boots from a volume: image None) and config drive."""
         folder = self._dir(server)
@@ -232,7 +240,11 @@ class Lifecycle:
             await asyncio.to_thread(storage.create_overlay, base, folder / "disk", size)
         if server.config_drive:
             user_data = base64.b64decode(server.user_data) if server.user_data else None
-            network_data: dict[str, Any] = {"links": [], "networks": [], "services": []}
+            network_data: dict[str, Any] = (
+                self.network.network_data(server.id)
+                if self.network is not None
+                else {"links": [], "networks": [], "services": []}
+            )
             await asyncio.to_thread(
                 build_config_drive,
                 folder / "disk.config",

@@ -145,6 +145,7 @@ class Servers:
                 raise Invalid("security_groups must be a list of {name}.")
             for request in nic_requests:  # each new port gets them (OSC sends group ids as names)
                 request["security_groups"] = [str(g["name"]) for g in groups]
+        config_drive = _config_drive(spec.get("config_drive"), nic_requests)
         key_name = spec.get("key_name")
         key_data = self.keypairs.get(ctx, key_name).public_key if key_name else None
         user_data = spec.get("user_data")
@@ -190,9 +191,9 @@ class Servers:
                     "INSERT INTO servers (id, name, project_id, user_id, image_id, flavor, vm_state, task_state, "
                     "power_state, key_name, key_data, user_data, config_drive, metadata, tags, description, "
                     "access_ipv4, access_ipv6, launch_index, reservation_id, hostname, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,0,?,?,?,1,?,?,?,?,?,?,?,?,?,?)",
+                    "VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [server_id, display, ctx.project_id, ctx.user_id, image_id, flavor.to_json(), str(VmState.BUILDING),
-                     str(Task.SCHEDULING), key_name, key_data, user_data, json.dumps(metadata),
+                     str(Task.SCHEDULING), key_name, key_data, user_data, int(config_drive), json.dumps(metadata),
                      json.dumps(spec.get("tags") or []), spec.get("description"), spec.get("accessIPv4") or "",
                      spec.get("accessIPv6") or "", index, reservation, _hostname(display), now, now],
                 )  # fmt: skip
@@ -436,6 +437,18 @@ class Servers:
         return self._rows(
             "SELECT * FROM instance_actions WHERE server_id = ? ORDER BY id DESC", [server_id]
         )
+
+
+def _config_drive(asked: Any, nic_requests: list[dict[str, Any]]) -> bool:
+    """As asked (Nova's bool, or its string forms); unasked, a server whose networks are all named
+    reads the metadata service through them, and any other server gets a config drive."""
+    if asked is None or asked == "":
+        return not nic_requests or any(r.get("auto") for r in nic_requests)
+    if isinstance(asked, bool):
+        return asked
+    if isinstance(asked, str) and asked.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return asked.lower() in ("true", "1", "yes")
+    raise Invalid(f"Invalid input for field/attribute config_drive. Value: {asked}.")
 
 
 def _no_volumes(ctx: Context, server_id: str, bdm: dict[str, Any]) -> None:

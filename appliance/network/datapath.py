@@ -15,10 +15,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from appliance.network.nft import guard_ruleset, nat_ruleset, ruleset
+from appliance.network.metadata import ADDRESS as METADATA_ADDRESS
+from appliance.network.nft import guard_ruleset, host_ruleset, nat_ruleset, ruleset
 from appliance.network.specs import DhcpSpec, NetworkSpec, RouterSpec
 
 log = logging.getLogger("nube.network")
@@ -105,9 +107,11 @@ class Datapath:
         for stale in sorted(self._run_dirs() - set(want_dhcp)):
             self._remove_dhcp(stale)
         for net in desired:
-            self._ensure_bridge(self.names.bridge(net.network_id))
+            self._ensure_bridge(self.names.bridge(net.network_id), net.host_address)
         for net, dhcp in want_dhcp.values():
             self._ensure_dhcp(self.names.bridge(net.network_id), dhcp)
+        for net in desired:
+            self._plug_taps(self.names.bridge(net.network_id), net.taps)
         for router in routers:
             self._ensure_router(router)
         for link in sorted(self.links()):
@@ -202,11 +206,19 @@ class Datapath:
         return f"{self.names.prefix}_sg"
 
     def _load_filters(self, desired: list[NetworkSpec]) -> None:
-        text = ruleset(
-            self.table, [(self.names.bridge(n.network_id), f) for n in desired for f in n.filters]
-        ) + guard_ruleset(
-            f"{self.names.prefix}_as",
-            [(self.names.tap(g.port_id), g) for n in desired for g in n.guards],
+        text = (
+            ruleset(
+                self.table,
+                [(self.names.bridge(n.network_id), f) for n in desired for f in n.filters],
+            )
+            + guard_ruleset(
+                f"{self.names.prefix}_as",
+                [(self.names.tap(g.port_id), g) for n in desired for g in n.guards],
+            )
+            + host_ruleset(
+                f"{self.names.prefix}_ex",
+                [self.names.bridge(n.network_id) for n in desired if n.host_address],
+            )
         )
         self.fake_ruleset = text
         if not self.live:
@@ -224,7 +236,8 @@ class Datapath:
 
     # -- bridges -------------------------------------------------------------------------------
 
-    def _ensure_bridge(self, name: str) -> None:
+    def _ensure_bridge(self, name: str, host_address: str | None = None) -> None:
+        """The network's bridge, up; holding `host_address` (and no other IPv4 address) if given."""
         if not self.live:
             self.fake_links.add(name)
             return
@@ -235,7 +248,35 @@ class Datapath:
                 ipr.link("add", ifname=name, kind="bridge")
                 log.info("bridge %s created", name)
                 _no_ipv6(name)
-            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+            index = ipr.link_lookup(ifname=name)[0]
+            have = {
+                (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                for a in ipr.get_addr(index=index, family=2)
+            }
+            want = set()
+            if host_address:
+                ip, prefixlen = host_address.split("/")
+                want.add((ip, int(prefixlen)))
+            for address, prefixlen in have - want:
+                ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
+            for address, prefixlen in want - have:
+                ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+                log.info("host address %s/%s on bridge %s", address, prefixlen, name)
+            ipr.link("set", index=index, state="up")
+
+    def _plug_taps(self, bridge: str, taps: Sequence[str]) -> None:
+        """Taps that exist (their VMs run) but lost their bridge, e.g. after it was deleted by hand."""
+        if not self.live or not taps:
+            return
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            master = ipr.link_lookup(ifname=bridge)[0]
+            for tap in taps:
+                found = ipr.link_lookup(ifname=tap)
+                if found and ipr.get_links(found[0])[0].get_attr("IFLA_MASTER") != master:
+                    ipr.link("set", index=found[0], master=master, state="up")
+                    log.info("tap %s plugged back into %s", tap, bridge)
 
     def _delete_link(self, name: str) -> None:
         if not self.live:
@@ -274,7 +315,8 @@ class Datapath:
             return
         from pyroute2 import IPRoute, NetNS, netns
 
-        if ns not in netns.listnetns():
+        fresh = ns not in netns.listnetns()
+        if fresh:
             netns.create(ns)
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=veth):
@@ -288,11 +330,18 @@ class Datapath:
             if lo:
                 nsr.link("set", index=lo[0], state="up")
             index = nsr.link_lookup(ifname=NS_IF)[0]
-            have = {a.get_attr("IFA_ADDRESS") for a in nsr.get_addr(index=index, family=2)}
-            if have != {spec.address}:
-                for address in have:
-                    nsr.addr("del", index=index, address=address, prefixlen=network.prefixlen)
-                nsr.addr("add", index=index, address=spec.address, prefixlen=network.prefixlen)
+            have = {
+                (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                for a in nsr.get_addr(index=index, family=2)
+            }
+            # The DHCP port's address, and the metadata service's (metadata.py listens there).
+            want = {(spec.address, network.prefixlen), (METADATA_ADDRESS, 32)}
+            for address, prefixlen in have - want:
+                nsr.addr("del", index=index, address=address, prefixlen=prefixlen)
+            for address, prefixlen in want - have:
+                nsr.addr("add", index=index, address=address, prefixlen=prefixlen)
+            if spec.mac:
+                nsr.link("set", index=index, address=spec.mac)
             nsr.link("set", index=index, state="up", mtu=spec.mtu)
         pid = _dnsmasq_pid(folder)
         old_args = (folder / "args").read_text() if (folder / "args").exists() else ""
@@ -301,6 +350,9 @@ class Datapath:
             tmp = folder / "hosts.tmp"
             tmp.write_text(hosts)
             tmp.replace(folder / "hosts")
+        if pid is not None and fresh:  # its namespace was deleted under it: start it in the new one
+            _stop(pid)
+            pid = None
         if pid is not None and old_args == "\n".join(args):
             if hosts != old_hosts:
                 os.kill(pid, signal.SIGHUP)  # dnsmasq rereads --dhcp-hostsfile on SIGHUP
@@ -333,6 +385,21 @@ class Datapath:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def clear(data_dir: Path) -> int:
+    """`nube clear-datapath`: converge to nothing, so exactly this cloud's kernel state goes."""
+    id_file = data_dir / "cloud-id"
+    if not id_file.exists():
+        print(f"nube: {data_dir} has no cloud-id: nothing of it can be in the kernel")
+        return 0
+    if os.geteuid() != 0:
+        print("nube: clear-datapath needs root", file=sys.stderr)
+        return 1
+    datapath = Datapath(Names(id_file.read_text().strip()), data_dir / "dhcp", live=True)
+    datapath.converge([], [])
+    print(f"nube: removed the links, namespaces and nft tables named {datapath.names.prefix}*")
+    return 0
+
+
 def dnsmasq_args(spec: DhcpSpec, folder: Path) -> list[str]:
     """dnsmasq for one subnet: DHCP only (`--port=0`), on the namespace's veth only, and only to the
     MACs of the subnet's ports (`static`: the addresses are the ports' fixed IPs)."""
@@ -345,10 +412,15 @@ def dnsmasq_args(spec: DhcpSpec, folder: Path) -> list[str]:
         "--dhcp-authoritative", "--user=root", f"--log-facility={folder / 'dnsmasq.log'}",
         "--log-dhcp", f"--dhcp-option=option:mtu,{spec.mtu}",
     ]  # fmt: skip
+    # Option 121 (RFC 3442) reaches the metadata service through this namespace; clients that take it
+    # ignore option 3, so it carries the default route too.
+    routes = [f"{METADATA_ADDRESS}/32,{spec.address}"]
     if spec.gateway:
         args.append(f"--dhcp-option=option:router,{spec.gateway}")
+        routes.append(f"0.0.0.0/0,{spec.gateway}")
     else:
         args.append("--dhcp-option=option:router")
+    args.append("--dhcp-option-force=option:classless-static-route," + ",".join(routes))
     if spec.dns:
         args.append("--dhcp-option=option:dns-server," + ",".join(spec.dns))
     return args

@@ -29,7 +29,7 @@ def desired_networks(svc: Network) -> list[NetworkSpec]:
             "SELECT * FROM subnets WHERE network_id = ? AND enable_dhcp = 1", [network["id"]]
         ):
             own = svc._one(
-                "SELECT f.ip_address FROM fixed_ips f JOIN ports p ON p.id = f.port_id "
+                "SELECT f.ip_address, p.mac_address FROM fixed_ips f JOIN ports p ON p.id = f.port_id "
                 "WHERE p.device_id = ? AND f.subnet_id = ?", [f"dhcp-{subnet['id']}", subnet["id"]],
             )  # fmt: skip
             if own is None:
@@ -43,13 +43,23 @@ def desired_networks(svc: Network) -> list[NetworkSpec]:
                 )
             )  # fmt: skip
             dhcp.append(DhcpSpec(subnet["id"], subnet["cidr"], own["ip_address"], subnet["gateway_ip"],
-                                 tuple(json.loads(subnet["dns_nameservers"])), network["mtu"], hosts))  # fmt: skip
+                                 tuple(json.loads(subnet["dns_nameservers"])), network["mtu"], hosts,
+                                 own["mac_address"]))  # fmt: skip
+        host = svc._one(
+            "SELECT address, prefixlen FROM host_addresses WHERE network_id = ?", [network["id"]]
+        )
+        taps = svc._rows(
+            "SELECT id FROM ports WHERE network_id = ? AND device_owner LIKE 'compute:%' ORDER BY id",
+            [network["id"]],
+        )
         specs.append(
             NetworkSpec(
                 network["id"],
                 tuple(dhcp),
                 _filters(svc, network["id"]),
                 _guards(svc, network["id"]),
+                f"{host['address']}/{host['prefixlen']}" if host else None,
+                tuple(svc.tap(t["id"]) for t in taps),
             )
         )
     return specs

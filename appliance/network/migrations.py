@@ -125,3 +125,14 @@ def m003_floating_ips(db: Database) -> None:
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL)"""
     )
+
+
+@migrations()
+def m004_host_addresses(db: Database) -> None:
+    """An address the host itself holds on a network's bridge (the default `public` network's gateway)."""
+    db.execute(
+        """CREATE TABLE host_addresses (
+            network_id TEXT PRIMARY KEY REFERENCES networks (id) ON DELETE CASCADE,
+            address TEXT NOT NULL,
+            prefixlen INTEGER NOT NULL)"""
+    )

@@ -93,3 +93,19 @@ def guard_ruleset(table: str, guards: list[tuple[str, PortGuard]]) -> str:
 
 def _chain(port: PortFilter) -> str:
     return f"p_{port.port_id.replace('-', '')}_{port.ip.replace('.', '_')}"
+
+
+def host_ruleset(table: str, bridges: list[str]) -> str:
+    """Bridges where the host holds an address (`public`) carry traffic between the host and the
+    routers only: the host never forwards between them and its other interfaces on Nube's behalf,
+    whatever its own ip_forward and firewall say (outbound NAT is not Nube's to switch on)."""
+    lines = [f"table inet {table}", f"delete table inet {table}"]
+    if not bridges:
+        return "\n".join(lines) + "\n"
+    names = ", ".join(f'"{b}"' for b in bridges)
+    lines += [f"table inet {table} {{", "  chain forward {",
+              "    type filter hook forward priority -10; policy accept;",
+              f"    iifname {{ {names} }} oifname != {{ {names} }} drop",
+              f"    oifname {{ {names} }} iifname != {{ {names} }} drop",
+              "  }", "}"]  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -20,6 +20,8 @@ from appliance.errors import Conflict, Forbidden, Invalid, NotFound, NubeError, 
 from appliance.network import ipam
 from appliance.network.datapath import Datapath
 from appliance.network.desired import desired_networks
+from appliance.network.guests import instance_at, network_data
+from appliance.network.metadata import Metadata
 from appliance.network.specs import (
     NetworkSpec,
     RouterSpec,
@@ -83,6 +85,11 @@ class Network:
         self.resolve_groups: Callable[[str, Any], list[str]] = lambda project, wanted: []
         # Set by routers: the router namespaces the datapath should hold.
         self.desired_routers: Callable[[], list[RouterSpec]] = list
+        # Set by compute: a server's (meta_data.json, user data) for its metadata service, or None.
+        self.describe_server: Callable[[str], tuple[dict[str, Any], bytes | None] | None] = (
+            lambda server_id: None
+        )
+        self.metadata = Metadata(lambda subnet_id, ip: instance_at(self, subnet_id, ip))
         jobs.add_reconciler("network", self.reconcile)
 
     # -- rows ----------------------------------------------------------------------------------
@@ -534,14 +541,18 @@ class Network:
         """Nova's `addresses`: network name -> the fixed IPs of the server's ports there."""
         result: dict[str, list[dict[str, Any]]] = {}
         for row in self._rows(
-            "SELECT n.name AS network, n.id AS network_id, p.mac_address, f.ip_address FROM ports p "
+            "SELECT n.name AS network, n.id AS network_id, p.mac_address, f.ip_address, "
+            "fip.floating_ip_address AS floating FROM ports p "
             "JOIN networks n ON n.id = p.network_id JOIN fixed_ips f ON f.port_id = p.id "
+            "LEFT JOIN floatingips fip ON fip.port_id = p.id AND fip.fixed_ip_address = f.ip_address "
             "WHERE p.device_id = ? ORDER BY p.created_at, p.id", [server_id],
         ):  # fmt: skip
-            result.setdefault(row["network"] or row["network_id"], []).append(
-                {"version": 4, "addr": row["ip_address"], "OS-EXT-IPS:type": "fixed",
-                 "OS-EXT-IPS-MAC:mac_addr": row["mac_address"]}
-            )  # fmt: skip
+            entries = result.setdefault(row["network"] or row["network_id"], [])
+            entries.append({"version": 4, "addr": row["ip_address"], "OS-EXT-IPS:type": "fixed",
+                            "OS-EXT-IPS-MAC:mac_addr": row["mac_address"]})  # fmt: skip
+            if row["floating"]:
+                entries.append({"version": 4, "addr": row["floating"], "OS-EXT-IPS:type": "floating",
+                                "OS-EXT-IPS-MAC:mac_addr": row["mac_address"]})  # fmt: skip
         return result
 
     # -- the datapath --------------------------------------------------------------------------
@@ -566,7 +577,16 @@ class Network:
     async def _converge(self) -> None:
         while self._dirty:
             self._dirty = False
-            await asyncio.to_thread(self.datapath.converge, self.desired(), self.desired_routers())
+            desired = self.desired()
+            await asyncio.to_thread(self.datapath.converge, desired, self.desired_routers())
+            if self.datapath.live:
+                names = self.datapath.names
+                await self.metadata.sync(
+                    {d.subnet_id: names.namespace(d.subnet_id) for n in desired for d in n.dhcp}
+                )
+
+    def network_data(self, server_id: str) -> dict[str, Any]:
+        return network_data(self, server_id)
 
     async def settled(self) -> None:
         """Wait until the datapath holds what the rows say (compute waits before plugging a tap)."""

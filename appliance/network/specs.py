@@ -21,6 +21,7 @@ class DhcpSpec:
     dns: tuple[str, ...]
     mtu: int
     hosts: tuple[DhcpHost, ...]
+    mac: str = ""  # the DHCP port's MAC, kept by the veth end across rebuilds (guests' ARP caches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +75,5 @@ class NetworkSpec:
     dhcp: tuple[DhcpSpec, ...]
     filters: tuple[PortFilter, ...] = ()
     guards: tuple[PortGuard, ...] = ()
+    host_address: str | None = None  # "ip/prefixlen" the host holds on the bridge (`public`)
+    taps: tuple[str, ...] = ()  # the taps of the servers' ports that belong in this bridge

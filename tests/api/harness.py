@@ -49,7 +49,10 @@ class Nube:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def start(self) -> None:
-        env = {**os.environ, "NUBE_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.extra_env}
+        # No default networks unless a test asks (NUBE_PUBLIC_CIDR in extra_env): a public network
+        # gives the host an address, and every test Nube on this machine would need its own CIDR.
+        env = {**os.environ, "NUBE_ADMIN_PASSWORD": ADMIN_PASSWORD, "NUBE_PUBLIC_CIDR": "",
+               **self.extra_env}  # fmt: skip
         log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.proc = subprocess.Popen(
             [

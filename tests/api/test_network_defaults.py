@@ -1,0 +1,263 @@
+"""A fresh Nube's default networks, used the way a newcomer does: `public` gives the host an address,
+`private` sits behind `router1`; a nube-tiny server on `private` reads its name and key from the
+metadata service (no config drive), gets a floating IP and takes `ssh -i key` from the host itself.
+A second project on the same CIDR, with a server on the very same address, stays apart and sees
+only its own metadata. Deleting every Nube bridge, veth and namespace by hand, then restarting,
+brings it all back (reconcile). Nothing of this cloud is left in the kernel afterwards."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.api.harness import BIN, Nube, make_tenant
+from tests.api.harness import openstack as cli
+from tests.api.test_compute import REASON, console, wait_for
+from tests.api.test_network import dnsmasqs, kernel_names, prefix
+from tests.api.test_network_vm import http_from
+
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+SSH = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+       "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+       "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]  # fmt: skip
+
+
+def unused_cidr() -> str:
+    """A /24 in 100.64.0.0/10 that no route of this host touches (test Nubes run side by side)."""
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                            text=True).stdout  # fmt: skip
+    taken = [ipaddress.ip_network(w, strict=False) for line in routes.splitlines()
+             for w in line.split()[:1] if w[0].isdigit()]  # fmt: skip
+    for _ in range(100):
+        cidr = ipaddress.ip_network(f"100.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24")
+        if not any(cidr.overlaps(t) for t in taken):
+            return str(cidr)
+    raise RuntimeError("no free /24 in 100.64.0.0/10")
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nube]:
+    server = Nube(tmp_path_factory.mktemp("defaults") / "data",
+                  extra_env={"NUBE_PUBLIC_CIDR": unused_cidr()})  # fmt: skip
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        done = subprocess.run([str(BIN / "nube"), "clear-datapath", "--data-dir", str(server.data_dir)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def keyfile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def ssh(key: Path, address: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SSH, "-i", str(key), f"root@{address}", command], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
+def default_group(env: dict[str, str], project: str) -> str:
+    groups = cli(env, "security", "group", "list", "--project", project, "-f", "json")
+    return next(g["ID"] for g in groups if g["Name"] == "default")
+
+
+@pytest.fixture(scope="module")
+def vm(cloud: Nube, keyfile: Path) -> Iterator[dict[str, Any]]:
+    """The newcomer's server: admin project, `private` network, key pair, floating IP on `public`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    imported = subprocess.run([str(BIN / "nube"), "image", "import-default", "--data-dir", str(cloud.data_dir)],
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert imported.returncode == 0, imported.stderr + imported.stdout
+    admin = cloud.env()
+    group = default_group(admin, "admin")
+    for port in ("22", "80"):
+        cli(
+            admin,
+            "security",
+            "group",
+            "rule",
+            "create",
+            "--protocol",
+            "tcp",
+            "--dst-port",
+            port,
+            group,
+        )
+    cli(admin, "keypair", "create", "--public-key", f"{keyfile}.pub", "mykey")
+    server = cli(admin, "server", "create", "--image", "nube-tiny", "--flavor", "m1.nano", "--key-name", "mykey",
+                 "--network", "private", "--wait", "vm-a", "-f", "json")  # fmt: skip
+    fip = cli(admin, "floating", "ip", "create", "public", "-f", "json")
+    cli(admin, "server", "add", "floating", "ip", server["id"], fip["floating_ip_address"])
+    try:
+        yield {**server, "fip": fip["floating_ip_address"]}
+    finally:
+        subprocess.run([str(BIN / "openstack"), "server", "delete", "--wait", server["id"]], env=admin,
+                       capture_output=True, timeout=180)  # fmt: skip
+        cli(admin, "floating", "ip", "delete", fip["id"], check=False)
+
+
+def test_first_start_makes_public_private_and_router1(cloud: Nube) -> None:
+    admin = cloud.env()
+    cidr = cloud.extra_env["NUBE_PUBLIC_CIDR"]
+    host = str(next(ipaddress.ip_network(cidr).hosts()))
+    public = cli(admin, "network", "show", "public", "-f", "json")
+    assert public["router:external"] is True
+    subnet = cli(admin, "subnet", "show", "public-subnet", "-f", "json")
+    assert (
+        subnet["cidr"] == cidr and subnet["gateway_ip"] == host and subnet["enable_dhcp"] is False
+    )
+    router = cli(admin, "router", "show", "router1", "-f", "json")
+    assert router["external_gateway_info"]["network_id"] == public["id"]
+    private = cli(admin, "subnet", "show", "private-subnet", "-f", "json")
+    assert private["cidr"] == "10.0.0.0/24"
+    # The host itself holds the public gateway address on the public network's bridge.
+    bridge = f"{prefix(cloud)}b{public['id'].replace('-', '')[:8]}"
+    shown = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", bridge], capture_output=True,
+                                      text=True, check=True).stdout)  # fmt: skip
+    assert {(a["local"], a["prefixlen"]) for a in shown[0]["addr_info"]} == {(host, 24)}
+    # Another project sees `public` (external networks are for everyone) but not `private`.
+    other = make_tenant(cloud, "newbie")
+    names = {n["Name"] for n in cli(other.env(cloud), "network", "list", "-f", "json")}
+    assert "public" in names and "private" not in names
+    denied = cli(other.env(cloud), "network", "delete", "public", check=False)
+    assert denied.returncode != 0
+    assert cli(admin, "network", "show", "public", "-f", "json")["id"] == public["id"]
+
+
+def admin_console(cloud: Nube, server_id: str) -> str:
+    r = requests.post(f"{cloud.url}/compute/v2.1/servers/{server_id}/action",
+                      json={"os-getConsoleOutput": {}}, headers={"X-Auth-Token": cloud.token()}, timeout=10)  # fmt: skip
+    assert r.status_code == 200, r.text
+    return str(r.json()["output"])
+
+
+def test_the_guest_reads_its_name_from_the_metadata_service(
+    cloud: Nube, vm: dict[str, Any]
+) -> None:
+    text = wait_for(lambda: (c := admin_console(cloud, vm["id"])) and "NUBE-TINY READY" in c and c,
+                    what="READY on the console")  # fmt: skip
+    assert "metadata from metadata service" in text
+    assert "NUBE-TINY READY hostname=vm-a " in text
+
+
+def test_ssh_from_the_host_through_the_floating_ip(
+    cloud: Nube, vm: dict[str, Any], keyfile: Path
+) -> None:
+    done = wait_for(lambda: (r := ssh(keyfile, vm["fip"], "hostname")).returncode == 0 and r,
+                    timeout=180, what="ssh through the floating IP")  # fmt: skip
+    assert done.stdout.strip() == "vm-a"
+    shown = cli(cloud.env(), "server", "show", vm["id"], "-f", "json")
+    assert vm["fip"] in json.dumps(shown["addresses"])
+    # The metadata service answers the guest with its own data, OpenStack and EC2 style.
+    meta = ssh(
+        keyfile, vm["fip"], "wget -qO- http://169.254.169.254/openstack/latest/meta_data.json"
+    )
+    assert json.loads(meta.stdout)["uuid"] == vm["id"]
+    public = ssh(
+        keyfile, vm["fip"], "wget -qO- http://169.254.169.254/latest/meta-data/public-ipv4"
+    )
+    assert public.stdout.strip() == vm["fip"]
+    net = ssh(
+        keyfile, vm["fip"], "wget -qO- http://169.254.169.254/openstack/latest/network_data.json"
+    )
+    assert json.loads(net.stdout)["networks"][0]["type"] == "ipv4_dhcp"
+
+
+def test_overlapping_cidrs_stay_apart_and_metadata_is_per_project(
+    cloud: Nube, vm: dict[str, Any], keyfile: Path
+) -> None:
+    other = make_tenant(cloud, "overlap")
+    env = other.env(cloud)
+    shown = requests.get(f"{cloud.url}/compute/v2.1/servers/{vm['id']}", headers={"X-Auth-Token": cloud.token()},
+                         timeout=10).json()["server"]  # fmt: skip
+    (address,) = [
+        a["addr"] for a in shown["addresses"]["private"] if a["OS-EXT-IPS:type"] == "fixed"
+    ]
+    assert {
+        a["addr"] for a in shown["addresses"]["private"] if a["OS-EXT-IPS:type"] == "floating"
+    } == {vm["fip"]}
+    cli(env, "network", "create", "mine")
+    sub = cli(env, "subnet", "create", "--network", "mine", "--subnet-range", "10.0.0.0/24", "mine-sub",
+              "-f", "json")  # fmt: skip
+    port = cli(env, "port", "create", "--network", "mine", "--fixed-ip", f"subnet=mine-sub,ip-address={address}",
+               "same-address", "-f", "json")  # fmt: skip
+    cli(env, "security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "80",
+        default_group(env, other.project_id))  # fmt: skip
+    server = cli(env, "server", "create", "--image", "nube-tiny", "--flavor", "m1.nano", "--nic",
+                 f"port-id={port['id']}", "--wait", "vm-b", "-f", "json")  # fmt: skip
+    try:
+        text = wait_for(lambda: (c := console(cloud, other, server["id"])) and "NUBE-TINY READY" in c and c,
+                        what="READY on vm-b's console")  # fmt: skip
+        # Same address as vm-a, its own metadata: the name comes from its own server.
+        assert f"NUBE-TINY READY hostname=vm-b ip={address}" in text
+        assert "metadata from metadata service" in text
+        # From vm-b's own network, its address answers as vm-b; through vm-a's floating IP, as vm-a.
+        namespace = f"{prefix(cloud)}-dhcp-{sub['id']}"
+        wait_for(
+            lambda: http_from(namespace, address).startswith("vm-b"),
+            timeout=60,
+            what="vm-b over HTTP",
+        )
+        assert http_from(namespace, address).split() == ["vm-b", server["id"]]
+        mine = ssh(
+            keyfile, vm["fip"], "wget -qO- http://169.254.169.254/openstack/latest/meta_data.json"
+        )
+        assert json.loads(mine.stdout)["uuid"] == vm["id"]
+        assert ssh(keyfile, vm["fip"], "hostname").stdout.strip() == "vm-a"
+    finally:
+        subprocess.run([str(BIN / "openstack"), "server", "delete", "--wait", server["id"]], env=env,
+                       capture_output=True, timeout=180)  # fmt: skip
+        cli(env, "port", "delete", port["id"], check=False)
+        cli(env, "network", "delete", "mine", check=False)
+
+
+def test_reconcile_rebuilds_links_deleted_by_hand(
+    cloud: Nube, vm: dict[str, Any], keyfile: Path
+) -> None:
+    assert ssh(keyfile, vm["fip"], "hostname").returncode == 0
+    cloud.stop()
+    mine = prefix(cloud)
+    for name in sorted(kernel_names(cloud)):
+        if name.startswith(mine + "-"):
+            subprocess.run(["ip", "netns", "delete", name], check=True, capture_output=True)
+    for name in sorted(kernel_names(cloud)):
+        if name[len(mine)] in "bdr":  # bridges and veths; the taps belong to the running VM
+            subprocess.run(["ip", "link", "delete", name], capture_output=True)
+    assert all(n[len(mine)] == "t" for n in kernel_names(cloud))
+    cloud.start()
+    done = wait_for(lambda: (r := ssh(keyfile, vm["fip"], "hostname")).returncode == 0 and r,
+                    timeout=120, what="ssh after reconcile")  # fmt: skip
+    assert done.stdout.strip() == "vm-a"
+    meta = ssh(
+        keyfile, vm["fip"], "wget -qO- http://169.254.169.254/openstack/latest/meta_data.json"
+    )
+    assert json.loads(meta.stdout)["uuid"] == vm["id"]
+
+
+def test_clearing_the_datapath_leaves_nothing_of_this_cloud(cloud: Nube) -> None:
+    cloud.stop()
+    done = subprocess.run([str(BIN / "nube"), "clear-datapath", "--data-dir", str(cloud.data_dir)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {n for n in kernel_names(cloud) if n[len(prefix(cloud))] != "t"} == set()
+    assert dnsmasqs(cloud) == []
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert prefix(cloud) not in tables
+    cloud.start()  # and the next start builds it all again from the database
+    assert prefix(cloud) + "_ex" in subprocess.run(["nft", "list", "tables"], capture_output=True,
+                                                   text=True).stdout  # fmt: skip
