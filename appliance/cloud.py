@@ -19,6 +19,7 @@ from appliance.blobs import Blobs
 from appliance.compute.consoles import Consoles
 from appliance.compute.flavors import Flavors
 from appliance.compute.hypervisor import Hypervisor
+from appliance.compute.interfaces import Interfaces
 from appliance.compute.keypairs import Keypairs
 from appliance.compute.lifecycle import Lifecycle
 from appliance.compute.models import Server
@@ -81,6 +82,7 @@ class Cloud:
     volumes: Volumes
     volume_operations: VolumeOperations
     attachments: Attachments
+    interfaces: Interfaces
     network: Network
     security_groups: SecurityGroups
     routers: Routers
@@ -148,6 +150,7 @@ class Cloud:
         )
         lifecycle.on_deleted.append(volume_operations.server_deleted)
         attachments = Attachments(servers, volumes, volume_operations)
+        interfaces = Interfaces(servers, hypervisor, network)
         lifecycle.boot_disk = attachments.boot_disk
         lifecycle.network = network
         network.describe_server = lifecycle.describe
@@ -178,6 +181,7 @@ class Cloud:
             volumes=volumes,
             volume_operations=volume_operations,
             attachments=attachments,
+            interfaces=interfaces,
             network=network,
             security_groups=SecurityGroups(network),
             routers=Routers(network),

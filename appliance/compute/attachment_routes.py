@@ -1,4 +1,5 @@
-"""Nova's os-volume_attachments: hot-plug block-storage volumes into servers (2.89 shape above 2.88)."""
+"""Nova's os-volume_attachments (hot-plug block-storage volumes into servers, 2.89 shape above 2.88)
+and os-interface (hot-plug ports)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from appliance.cloud import cloud
 from appliance.compute.routes import BODY_LIMIT, ok, v
+from appliance.compute.wire import interface_json
 from appliance.errors import Invalid
 from appliance.volumes.models import Volume
 from appliance.web.body import json_body, member
@@ -62,10 +64,42 @@ async def attachments_delete(request: Request) -> Response:
     return Response(status_code=202)
 
 
+async def interfaces_index(request: Request) -> Response:
+    found = cloud(request).interfaces.list(caller(request), request.path_params["server_id"])
+    return ok({"interfaceAttachments": [interface_json(p, v(request)) for p in found]})
+
+
+async def interfaces_show(request: Request) -> Response:
+    port = cloud(request).interfaces.get(
+        caller(request), request.path_params["server_id"], request.path_params["port_id"]
+    )
+    return ok({"interfaceAttachment": interface_json(port, v(request))})
+
+
+async def interfaces_create(request: Request) -> Response:
+    spec = member(await json_body(request, BODY_LIMIT), "interfaceAttachment")
+    port = await cloud(request).interfaces.attach(
+        caller(request), request.path_params["server_id"], spec
+    )
+    return ok({"interfaceAttachment": interface_json(port, v(request))})
+
+
+async def interfaces_delete(request: Request) -> Response:
+    await cloud(request).interfaces.detach(
+        caller(request), request.path_params["server_id"], request.path_params["port_id"]
+    )
+    return Response(status_code=202)
+
+
 _A = "/servers/{server_id}/os-volume_attachments"
+_I = "/servers/{server_id}/os-interface"
 routes: list[BaseRoute] = [
     Route(_A, attachments_index, methods=["GET"]),
     Route(_A, attachments_create, methods=["POST"]),
     Route(_A + "/{volume_id}", attachments_show, methods=["GET"]),
     Route(_A + "/{volume_id}", attachments_delete, methods=["DELETE"]),
+    Route(_I, interfaces_index, methods=["GET"]),
+    Route(_I, interfaces_create, methods=["POST"]),
+    Route(_I + "/{port_id}", interfaces_show, methods=["GET"]),
+    Route(_I + "/{port_id}", interfaces_delete, methods=["DELETE"]),
 ]

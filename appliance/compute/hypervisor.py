@@ -29,6 +29,7 @@ from appliance.compute.domain_xml import (
     disk_xml,
     domain_xml,
     metadata_xml,
+    nic_element,
     parse_metadata,
 )
 
@@ -125,6 +126,15 @@ def _disk_targets(xml: str) -> dict[str, ET.Element]:
         target.get("dev", ""): disk
         for disk in root.iterfind("./devices/disk")
         if (target := disk.find("target")) is not None
+    }
+
+
+def _nic_macs(xml: str) -> dict[str, ET.Element]:
+    root = ET.fromstring(xml)
+    return {
+        mac.get("address", "").lower(): nic
+        for nic in root.iterfind("./devices/interface")
+        if (mac := nic.find("mac")) is not None
     }
 
 
@@ -510,6 +520,44 @@ class Hypervisor:
             pass  # "already in the process of unplug"
         if not _wait(gone, max(deadline - time.monotonic(), 0)):
             raise HypervisorError(f"detach {target} from {name}: the guest did not release it")
+
+    # -- NICs -----------------------------------------------------------------------------------
+
+    def attach_nic(self, name: str, nic: Nic) -> None:
+        """Hot-plug a NIC into a running domain and add it to its definition (only that when off).
+        A NIC with this MAC already there is left alone (retries)."""
+        dom = self._lookup(name)
+        with self._errors(f"attach NIC {nic.mac} to", name):
+            if nic.mac.lower() in _nic_macs(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
+                return
+            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if dom.isActive():
+                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            dom.attachDeviceFlags(ET.tostring(nic_element(nic), encoding="unicode"), flags)
+
+    def detach_nic(self, name: str, mac: str, timeout: float = 30) -> None:
+        """Unplug the NIC with this MAC (the guest lets go through ACPI) and drop it from the
+        definition. Nothing if it is absent."""
+        dom = self._lookup(name)
+        mac = mac.lower()
+        with self._errors(f"detach NIC {mac} from", name):
+            config = _nic_macs(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).get(mac)
+            live = _nic_macs(dom.XMLDesc(0)).get(mac) if dom.isActive() else None
+            if live is not None:
+                xml = ET.tostring(live, encoding="unicode")
+
+                def gone() -> bool:
+                    return not dom.isActive() or mac not in _nic_macs(dom.XMLDesc(0))
+
+                dom.detachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                if not _wait(gone, timeout):
+                    raise HypervisorError(
+                        f"detach NIC {mac} from {name}: the guest did not release it"
+                    )
+            if config is not None:
+                dom.detachDeviceFlags(
+                    ET.tostring(config, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                )
 
     def block_resize(self, name: str, target: str, size_bytes: int) -> None:
         """Grow a disk of a running domain (qemu-img cannot: QEMU holds its write lock)."""

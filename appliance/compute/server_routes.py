@@ -84,6 +84,7 @@ def _list(request: Request, detail: bool) -> Response:
                 False,
                 _volumes(request, s.id),
                 _addresses(request, s.id),
+                cloud(request).network.security_group_names(s.id),
             )
             for s in page.items
         ]
@@ -125,6 +126,7 @@ def _server_view(request: Request, ctx: Context, server: Server) -> dict[str, An
     return wire.server_json(
         server, base(request), v(request), ctx.is_admin, True,
         _volumes(request, server.id), _addresses(request, server.id),
+        cloud(request).network.security_group_names(server.id),
     )  # fmt: skip
 
 

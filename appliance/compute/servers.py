@@ -65,7 +65,9 @@ class Servers:
         # Block storage plugs in: make or reserve the root volume of (ctx, server_id, bdm).
         self.prepare_boot_volume: Callable[[Context, str, dict[str, Any]], None] = _no_volumes
         # The network service plugs in: create or take the ports of (ctx, server_id, hostname, requests).
-        self.bind_ports: Callable[[Context, str, str, list[dict[str, Any]]], None] | None = None
+        self.bind_ports: Callable[[Context, str, str, list[dict[str, Any]]], list[str]] | None = (
+            None
+        )
 
     # -- rows ----------------------------------------------------------------------------------
 

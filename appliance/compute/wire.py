@@ -86,9 +86,11 @@ def server_json(
     show: bool = True,
     volumes: Sequence[tuple[str, bool]] = (),
     addresses: Mapping[str, list[dict[str, Any]]] | None = None,
+    security_groups: Sequence[str] = ("default",),
 ) -> dict[str, Any]:
     """`volumes`: (volume id, delete_on_termination) of each attached volume; `addresses`: the
-    server's fixed IPs by network name (nova's `addresses`)."""
+    server's fixed IPs by network name (nova's `addresses`); `security_groups`: the names of the
+    groups on its ports."""
     image: Any = (
         {
             "id": s.image_id,
@@ -116,7 +118,7 @@ def server_json(
         "key_name": s.key_name, "OS-SRV-USG:launched_at": _usage_time(s.launched_at),
         "OS-SRV-USG:terminated_at": _usage_time(s.terminated_at),
         "OS-EXT-STS:task_state": s.task_state, "OS-EXT-STS:vm_state": s.vm_state,
-        "OS-EXT-STS:power_state": s.power_state, "security_groups": [{"name": "default"}],
+        "OS-EXT-STS:power_state": s.power_state, "security_groups": [{"name": g} for g in security_groups],
         "os-extended-volumes:volumes_attached": [{"id": vid} for vid, _ in volumes],
     }  # fmt: skip
     if s.status in ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"):
@@ -211,3 +213,15 @@ def limits_json(
             },
         }
     }  # fmt: skip
+
+
+def interface_json(port: Mapping[str, Any], version: tuple[int, int]) -> dict[str, Any]:
+    """One os-interface attachment: a port of the server (`fixed_ips` from the network service)."""
+    body: dict[str, Any] = {
+        "net_id": port["network_id"], "port_id": port["id"], "mac_addr": port["mac_address"],
+        "port_state": "ACTIVE" if port.get("admin_state_up", 1) else "DOWN",
+        "fixed_ips": [{"subnet_id": f["subnet_id"], "ip_address": f["ip_address"]} for f in port["fixed_ips"]],
+    }  # fmt: skip
+    if version >= (2, 70):
+        body["tag"] = None
+    return body

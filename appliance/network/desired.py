@@ -78,7 +78,7 @@ def _guards(svc: Network, network_id: str) -> tuple[PortGuard, ...]:
 
 
 def _filters(svc: Network, network_id: str) -> tuple[PortFilter, ...]:
-    """What the security groups of each server port on the network let in (IPv4 ingress)."""
+    """What the security groups of each server port on the network let in and out (IPv4)."""
     filters = []
     for port in svc._rows(
         "SELECT p.id, p.security_groups, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
@@ -87,22 +87,33 @@ def _filters(svc: Network, network_id: str) -> tuple[PortFilter, ...]:
         groups = json.loads(port["security_groups"])
         if not groups:
             continue
-        allows = []
-        marks = ",".join("?" * len(groups))
-        for rule in svc._rows(
-            f"SELECT * FROM security_group_rules WHERE security_group_id IN ({marks}) AND direction = 'ingress' "
-            "AND ethertype = 'IPv4' ORDER BY id", groups,
-        ):  # fmt: skip
-            sources: tuple[str, ...] | None = None
-            if rule["remote_ip_prefix"]:
-                sources = (rule["remote_ip_prefix"],)
-            elif rule["remote_group_id"]:
-                sources = tuple(sorted({
-                    r["ip_address"] for r in svc._rows(
-                        "SELECT p.security_groups, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id", [])
-                    if rule["remote_group_id"] in json.loads(r["security_groups"])}))  # fmt: skip
-            allows.append(
-                Allow(rule["protocol"], rule["port_range_min"], rule["port_range_max"], sources)
-            )
-        filters.append(PortFilter(port["id"], port["ip_address"], tuple(allows)))
+        ingress = _allows(svc, groups, "ingress")
+        egress = _allows(svc, groups, "egress")
+        if any(a.protocol is None and a.port_min is None and a.sources is None for a in egress):
+            unrestricted: tuple[Allow, ...] | None = None  # Neutron's default: any egress
+        else:
+            unrestricted = egress
+        filters.append(PortFilter(port["id"], port["ip_address"], ingress, unrestricted))
     return tuple(filters)
+
+
+def _allows(svc: Network, groups: list[str], direction: str) -> tuple[Allow, ...]:
+    """The IPv4 rules of these groups in one direction; `sources` are the remote addresses."""
+    allows = []
+    marks = ",".join("?" * len(groups))
+    for rule in svc._rows(
+        f"SELECT * FROM security_group_rules WHERE security_group_id IN ({marks}) AND direction = ? "
+        "AND ethertype = 'IPv4' ORDER BY id", [*groups, direction],
+    ):  # fmt: skip
+        remote: tuple[str, ...] | None = None
+        if rule["remote_ip_prefix"] and rule["remote_ip_prefix"] != "0.0.0.0/0":
+            remote = (rule["remote_ip_prefix"],)
+        elif rule["remote_group_id"]:
+            remote = tuple(sorted({
+                r["ip_address"] for r in svc._rows(
+                    "SELECT p.security_groups, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id", [])
+                if rule["remote_group_id"] in json.loads(r["security_groups"])}))  # fmt: skip
+        allows.append(
+            Allow(rule["protocol"], rule["port_range_min"], rule["port_range_max"], remote)
+        )
+    return tuple(allows)

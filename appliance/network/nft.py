@@ -4,43 +4,60 @@ that Nube did not name."""
 
 from __future__ import annotations
 
-from appliance.network.specs import PortFilter, PortGuard, RouterSpec
+from appliance.network.specs import Allow, PortFilter, PortGuard, RouterSpec
+
+METADATA = "169.254.169.254"  # the metadata service (metadata.py) stays reachable, as DHCP does
 
 
 def ruleset(table: str, filters: list[tuple[str, PortFilter]]) -> str:
     """Our own nftables table, replaced whole in one transaction. Bridged IPv4 passes the inet forward
-    hook (br_netfilter) with the bridge as oifname (host-notes §4), so each port is matched by its
-    bridge and address; anything to it that no ingress rule allows, and that is not a reply, drops."""
+    hook (br_netfilter) with the bridge as iifname/oifname (host-notes §4), so each port is matched by
+    its bridge and address. Egress first: what leaves a port that no egress rule allows drops, and
+    what they allow `return`s, so the receiving port's ingress chain still has its say; anything to a
+    port that no ingress rule allows, and that is not a reply, drops."""
     lines = [f"table inet {table}", f"delete table inet {table}"]
     if not filters:
         return "\n".join(lines) + "\n"
     lines += [f"table inet {table} {{", "  chain forward {",
               "    type filter hook forward priority 0; policy accept;"]  # fmt: skip
     for bridge, port in filters:
+        if port.egress is not None:
+            lines.append(f'    iifname "{bridge}" ip saddr {port.ip} jump e{_chain(port)}')
+    for bridge, port in filters:
         lines.append(f'    oifname "{bridge}" ip daddr {port.ip} jump {_chain(port)}')
     lines.append("  }")
     for _, port in filters:
         lines += [f"  chain {_chain(port)} {{", "    ct state established,related accept",
                   "    ct state invalid drop", "    udp sport 67 udp dport 68 accept"]  # fmt: skip
-        for allow in port.allows:
-            match = []
-            if allow.sources is not None:
-                if not allow.sources:
-                    continue
-                match.append("ip saddr { " + ", ".join(allow.sources) + " }")
-            if allow.protocol in ("tcp", "udp"):
-                ports = (
-                    ""
-                    if allow.port_min is None
-                    else f" {allow.protocol} dport {allow.port_min}-{allow.port_max or allow.port_min}"
-                )
-                match.append(f"meta l4proto {allow.protocol}{ports}")
-            elif allow.protocol == "icmp":
-                match.append("meta l4proto icmp")
-            lines.append("    " + " ".join([*match, "accept"]))
+        lines += [f"    {match} accept" for a in port.allows if (match := _match(a, "saddr"))]
         lines += ["    drop", "  }"]
+        if port.egress is not None:
+            lines += [f"  chain e{_chain(port)} {{", "    ct state established,related return",
+                      "    ct state invalid drop", "    udp sport 68 udp dport 67 return",
+                      f"    ip daddr {METADATA} tcp dport 80 return"]  # fmt: skip
+            lines += [f"    {match} return" for a in port.egress if (match := _match(a, "daddr"))]
+            lines += ["    drop", "  }"]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _match(allow: Allow, remote: str) -> str:
+    """An nft match for one rule, `remote` the address field of the other end; "" never matches."""
+    match = []
+    if allow.sources is not None:
+        if not allow.sources:
+            return ""
+        match.append(f"ip {remote} {{ " + ", ".join(allow.sources) + " }")
+    if allow.protocol in ("tcp", "udp"):
+        ports = (
+            ""
+            if allow.port_min is None
+            else f" {allow.protocol} dport {allow.port_min}-{allow.port_max or allow.port_min}"
+        )
+        match.append(f"meta l4proto {allow.protocol}{ports}")
+    elif allow.protocol == "icmp":
+        match.append("meta l4proto icmp")
+    return " ".join(match) or "meta nfproto ipv4"
 
 
 def nat_ruleset(gateway_leg: str, router: RouterSpec) -> str:

@@ -477,10 +477,11 @@ class Network:
 
     def bind_ports(
         self, ctx: Context, server_id: str, hostname: str, requests: list[dict[str, Any]]
-    ) -> None:
-        """Create or take the ports a new server asked for (`{"uuid": net}`, `{"port": id}`, or
-        `{"auto": True}`: the project's only network, if it has exactly one)."""
+    ) -> list[str]:
+        """Create or take the ports a server asked for (`{"uuid": net}`, `{"port": id}`, or
+        `{"auto": True}`: the project's only network, if it has exactly one); their ids."""
         made: list[str] = []
+        bound: list[str] = []
         try:
             for request in requests:
                 if request.get("port"):
@@ -492,6 +493,7 @@ class Network:
                         port["id"],
                         {"device_id": server_id, "device_owner": "compute:nova"},
                     )
+                    bound.append(port["id"])
                     continue
                 if request.get("auto"):
                     own = [n for n in self.list_networks(ctx) if n["project_id"] == ctx.project_id]
@@ -509,9 +511,27 @@ class Network:
                 assert ctx.project_id is not None
                 self._quota(ctx.project_id, "port", "ports", f" AND device_owner != '{DHCP_OWNER}'")
                 made.append(self._insert_port(ctx.project_id, network_id, spec))
+                bound.append(made[-1])
         except Exception:
             self.release_ports(server_id, only=made)
             raise
+        self.kick()
+        return bound
+
+    def release_port(self, server_id: str, port_id: str) -> None:
+        """One port off a server (interface detach): deleted if Nova made it, else unbound."""
+        with self.db.atomic():
+            self.db.execute("UPDATE floatingips SET port_id = NULL, fixed_ip_address = NULL, router_id = NULL "
+                            "WHERE port_id = ? AND port_id IN (SELECT id FROM ports WHERE auto_delete = 1)",
+                            [port_id])  # fmt: skip
+            self.db.execute(
+                "DELETE FROM ports WHERE id = ? AND device_id = ? AND auto_delete = 1",
+                [port_id, server_id],
+            )
+            self.db.execute(
+                "UPDATE ports SET device_id = '', device_owner = '' WHERE id = ? AND device_id = ?",
+                [port_id, server_id],
+            )
         self.kick()
 
     def server_ports(self, server_id: str) -> list[Row]:
@@ -536,6 +556,15 @@ class Network:
                 self.db.execute("UPDATE ports SET device_id = '', device_owner = '' WHERE device_id = ?",
                                 [server_id])  # fmt: skip
         self.kick()
+
+    def security_group_names(self, server_id: str) -> list[str]:
+        """Nova's `security_groups` of a server: the names of the groups on its ports, once each."""
+        ids: list[str] = []
+        for port in self.server_ports(server_id):
+            ids += [g for g in json.loads(port["security_groups"]) if g not in ids]
+        names = {r["id"]: r["name"] for r in self._rows(
+            f"SELECT id, name FROM security_groups WHERE id IN ({','.join('?' * len(ids))})", ids)}  # fmt: skip
+        return [names[g] for g in ids if g in names]
 
     def addresses(self, server_id: str) -> dict[str, list[dict[str, Any]]]:
         """Nova's `addresses`: network name -> the fixed IPs of the server's ports there."""

@@ -38,7 +38,8 @@ class Allow:
 class PortFilter:
     port_id: str
     ip: str
-    allows: tuple[Allow, ...]
+    allows: tuple[Allow, ...]  # ingress
+    egress: tuple[Allow, ...] | None = None  # None: anything may leave (an any-egress rule)
 
 
 @dataclass(frozen=True, slots=True)

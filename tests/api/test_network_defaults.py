@@ -7,11 +7,13 @@ brings it all back (reconcile). Nothing of this cloud is left in the kernel afte
 
 from __future__ import annotations
 
+import http.server
 import ipaddress
 import json
 import os
 import random
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,76 @@ def test_ssh_from_the_host_through_the_floating_ip(
         keyfile, vm["fip"], "wget -qO- http://169.254.169.254/openstack/latest/network_data.json"
     )
     assert json.loads(net.stdout)["networks"][0]["type"] == "ipv4_dhcp"
+
+
+@pytest.fixture
+def host_http(cloud: Nube) -> Iterator[tuple[str, int]]:
+    """An HTTP server of this test on the host's own address on `public` (the router's way out)."""
+    address = str(next(ipaddress.ip_network(cloud.extra_env["NUBE_PUBLIC_CIDR"]).hosts()))
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello from the host\n")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield address, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_egress_rules_decide_what_leaves_a_port_live(
+    cloud: Nube, vm: dict[str, Any], keyfile: Path, host_http: tuple[str, int]
+) -> None:
+    admin = cloud.env()
+    address, port_number = host_http
+    # busybox timeout's TERM ends the ssh session too: answer "blocked" rather than an exit code.
+    fetch = f"timeout 8 wget -qO- http://{address}:{port_number}/ || echo blocked"
+    out = wait_for(lambda: (r := ssh(keyfile, vm["fip"], fetch)).stdout.startswith("hello") and r,
+                   timeout=60, what="the host's HTTP from the guest")  # fmt: skip
+    assert out.stdout == "hello from the host\n"  # out through router1's SNAT to the host
+    (port,) = cli(admin, "port", "list", "--server", vm["id"], "-f", "json")
+    tight = cli(admin, "security", "group", "create", "tight", "-f", "json")
+    try:
+        for rule in cli(admin, "security", "group", "rule", "list", tight["id"], "-f", "json"):
+            if rule["Direction"] == "egress":
+                cli(admin, "security", "group", "rule", "delete", rule["ID"])
+        cli(
+            admin,
+            "security",
+            "group",
+            "rule",
+            "create",
+            "--protocol",
+            "tcp",
+            "--dst-port",
+            "22",
+            tight["id"],
+        )
+        cli(
+            admin, "port", "set", "--no-security-group", "--security-group", tight["id"], port["ID"]
+        )
+        # SSH still comes in (ingress 22, replies are established); nothing new goes out.
+        assert wait_for(lambda: ssh(keyfile, vm["fip"], fetch).stdout.endswith("blocked\n"), timeout=30,
+                        what="egress blocked")  # fmt: skip
+        assert ssh(keyfile, vm["fip"], "hostname").stdout.strip() == "vm-a"
+        cli(admin, "security", "group", "rule", "create", "--egress", "--protocol", "tcp", "--dst-port",
+            str(port_number), "--remote-ip", f"{address}/32", tight["id"])  # fmt: skip
+        out = wait_for(lambda: (r := ssh(keyfile, vm["fip"], fetch)).stdout.startswith("hello") and r,
+                       timeout=30, what="egress allowed again")  # fmt: skip
+        assert out.stdout == "hello from the host\n"
+    finally:
+        group = default_group(admin, "admin")
+        cli(admin, "port", "set", "--no-security-group", "--security-group", group, port["ID"])
+        cli(admin, "security", "group", "delete", tight["id"], check=False)
 
 
 def test_overlapping_cidrs_stay_apart_and_metadata_is_per_project(

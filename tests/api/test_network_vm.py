@@ -186,6 +186,62 @@ def test_a_floating_ip_reaches_a_server_from_an_outside_namespace(
         cli(admin, "network", "delete", "ext", check=False)
 
 
+def domain_macs(server_id: str, inactive: bool = False) -> set[str]:
+    args = [
+        "virsh",
+        "-c",
+        "qemu:///system",
+        "dumpxml",
+        *(["--inactive"] if inactive else []),
+        f"nube-{server_id}",
+    ]
+    xml = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"<mac address='([0-9a-f:]+)'", xml))
+
+
+def test_a_port_is_hot_plugged_into_a_running_server_and_out_again(
+    nube: Nube, carol: Tenant, two_vms: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    env = carol.env(nube)
+    _, servers = two_vms
+    server = servers[1]
+    cli(env, "network", "create", "side")
+    cli(env, "subnet", "create", "--network", "side", "--subnet-range", "10.31.0.0/24", "side-sub")
+    port = cli(env, "port", "create", "--network", "side", "extra", "-f", "json")
+    try:
+        # Another project cannot plug anything into this server: it cannot even see it.
+        other = make_tenant(nube, "netvm-other")
+        refused = cli(
+            other.env(nube), "server", "add", "port", server["id"], port["id"], check=False
+        )
+        assert refused.returncode != 0 and "No Server found" in refused.stderr
+        cli(env, "server", "add", "port", server["id"], port["id"])
+        shown = cli(env, "port", "show", port["id"], "-f", "json")
+        assert shown["device_id"] == server["id"] and shown["device_owner"] == "compute:nova"
+        assert port["mac_address"] in domain_macs(server["id"])
+        assert port["mac_address"] in domain_macs(server["id"], inactive=True)
+        addresses = show(nube, carol, server["id"])["addresses"]
+        assert addresses["side"][0]["addr"] == shown["fixed_ips"][0]["ip_address"]
+        tap = f"{prefix(nube)}t{port['id'].replace('-', '')[:8]}"
+        link = subprocess.run(
+            ["ip", "-o", "link", "show", tap], capture_output=True, text=True
+        ).stdout
+        assert f"master {prefix(nube)}b" in link
+        token = carol.headers(nube)["X-Auth-Token"]
+        listed = requests.get(f"{nube.url}/compute/v2.1/servers/{server['id']}/os-interface",
+                              headers={"X-Auth-Token": token}, timeout=10).json()["interfaceAttachments"]  # fmt: skip
+        assert port["id"] in {i["port_id"] for i in listed} and len(listed) == 2
+        cli(env, "server", "remove", "port", server["id"], port["id"])
+        assert port["mac_address"] not in domain_macs(server["id"])
+        assert port["mac_address"] not in domain_macs(server["id"], inactive=True)
+        assert cli(env, "port", "show", port["id"], "-f", "json")["device_id"] == ""
+        assert "side" not in show(nube, carol, server["id"])["addresses"]
+        assert subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode != 0
+    finally:
+        cli(env, "port", "delete", port["id"], check=False)
+        cli(env, "network", "delete", "side", check=False)
+
+
 def test_cleanup_leaves_no_link_namespace_or_dnsmasq(nube: Nube, carol: Tenant) -> None:
     env = carol.env(nube)
     for server in cli(env, "server", "list", "-f", "json"):

@@ -270,12 +270,35 @@ def test_a_rule_for_tcp_80_from_anywhere_reaches_the_ruleset(cloud: Cloud) -> No
     spec = {"security_group_id": default["id"], "direction": "ingress", "protocol": "tcp",
             "port_range_min": 80, "port_range_max": 80, "remote_ip_prefix": "0.0.0.0/0"}  # fmt: skip
     run(cloud, lambda: cloud.security_groups.create_rule(ctx, spec))
-    assert (
-        "ip saddr { 0.0.0.0/0 } meta l4proto tcp tcp dport 80-80 accept"
-        in cloud.network.datapath.fake_ruleset
-    )
+    text = cloud.network.datapath.fake_ruleset
+    assert "    meta l4proto tcp tcp dport 80-80 accept" in text
+    assert " jump e" not in text  # the default group lets anything out: no egress chain
     with pytest.raises(Conflict):
         run(cloud, lambda: cloud.security_groups.create_rule(ctx, spec))
+
+
+def test_without_an_any_egress_rule_only_what_the_rules_allow_leaves_the_port(cloud: Cloud) -> None:
+    ctx = member("p1")
+    net, _ = net_with_subnet(cloud, ctx)
+    run(cloud, lambda: cloud.network.bind_ports(ctx, "s1", "vm", [{"uuid": net}]))
+    default = cloud.security_groups.list_groups(ctx)[0]
+    for rule in cloud.security_groups.rules(default["id"]):
+        if rule["direction"] == "egress":
+            run(cloud, lambda r=rule: cloud.security_groups.delete_rule(ctx, r["id"]))
+    (port,) = cloud.network.desired()[0].filters
+    assert port.egress == ()
+    spec = {"security_group_id": default["id"], "direction": "egress", "protocol": "tcp",
+            "port_range_min": 8080, "port_range_max": 8080, "remote_ip_prefix": "192.0.2.0/24"}  # fmt: skip
+    run(cloud, lambda: cloud.security_groups.create_rule(ctx, spec))
+    text = cloud.network.datapath.fake_ruleset
+    chain = text[text.index("  chain ep_") :]
+    chain = chain[: chain.index("  }")]
+    assert "ip daddr { 192.0.2.0/24 } meta l4proto tcp tcp dport 8080-8080 return" in chain
+    assert "ip daddr 169.254.169.254 tcp dport 80 return" in chain and chain.rstrip().endswith(
+        "drop"
+    )
+    # Egress jumps come before ingress ones, and allowed egress returns (the receiver's ingress decides).
+    assert text.index(" jump ep_") < text.index(f" ip daddr {port.ip} jump p_")
 
 
 def test_no_server_ports_means_the_table_is_only_deleted() -> None:
