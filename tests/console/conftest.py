@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.api.harness import ADMIN_PASSWORD, Nube
+from tests.api.test_compute import wait_for
+from tests.api.test_network import dnsmasqs, kernel_names
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -29,7 +32,36 @@ def nube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nube]:
     server = Nube(tmp_path_factory.mktemp("nube") / "data")
     server.start()
     yield server
-    server.stop()
+    try:
+        purge(server)
+    finally:
+        server.stop()
+
+
+def purge(nube: Nube) -> None:
+    """Delete what the pages made in every project, so nube removes its bridges, namespaces and
+    dnsmasqs (they outlive the process otherwise), and check that nothing with its prefix is left."""
+    h = {"X-Auth-Token": nube.token(), "OpenStack-API-Version": "compute 2.96"}
+    net = f"{nube.url}/networking/v2.0"
+    servers = requests.get(f"{nube.url}/compute/v2.1/servers?all_tenants=1", headers=h, timeout=30)
+    for s in servers.json()["servers"]:
+        requests.delete(f"{nube.url}/compute/v2.1/servers/{s['id']}", headers=h, timeout=30)
+    wait_for(lambda: not requests.get(f"{nube.url}/compute/v2.1/servers?all_tenants=1", headers=h,
+                                      timeout=30).json()["servers"], what="servers deleted")  # fmt: skip
+    for fip in requests.get(f"{net}/floatingips", headers=h, timeout=30).json()["floatingips"]:
+        requests.delete(f"{net}/floatingips/{fip['id']}", headers=h, timeout=30)
+    for router in requests.get(f"{net}/routers", headers=h, timeout=30).json()["routers"]:
+        requests.put(f"{net}/routers/{router['id']}", json={"router": {"external_gateway_info": {}}},
+                     headers=h, timeout=30)  # fmt: skip
+        ports = requests.get(f"{net}/ports?device_id={router['id']}", headers=h, timeout=30).json()
+        for port in ports["ports"]:
+            requests.put(f"{net}/routers/{router['id']}/remove_router_interface",
+                         json={"port_id": port["id"]}, headers=h, timeout=30)  # fmt: skip
+        requests.delete(f"{net}/routers/{router['id']}", headers=h, timeout=30)
+    for network in requests.get(f"{net}/networks", headers=h, timeout=30).json()["networks"]:
+        requests.delete(f"{net}/networks/{network['id']}", headers=h, timeout=30)
+    wait_for(lambda: not kernel_names(nube) and not dnsmasqs(nube), timeout=60,
+             what="the datapath to be removed")  # fmt: skip
 
 
 # Module scope: Playwright's sync API keeps an event loop running on the main thread while it lives,
