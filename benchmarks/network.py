@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -163,20 +164,24 @@ def guest_send(host: Host, via: str, target: str, mib: int) -> float:
 
 
 def throughput(
-    host: Host, fip: str, peer_ip: str, args: argparse.Namespace
+    host: Host, fips: tuple[str, str], fixed: tuple[str, str], args: argparse.Namespace
 ) -> dict[str, list[float]]:
-    rows: dict[str, list[float]] = {
-        "baseline": [],
-        "outside_to_guest": [],
-        "guest_to_outside": [],
-        "guest_to_guest": [],
-    }
+    """Each guest is reached over SSH at its floating IP and sends to the other's fixed IP."""
+    keys = (
+        "baseline",
+        "outside_to_guest",
+        "guest_to_outside",
+        "guest_to_guest",
+        "guest_to_guest_back",
+    )
+    rows: dict[str, list[float]] = {k: [] for k in keys}
     for run in range(args.runs):
         rows["baseline"].append(host.baseline_send(args.base_mib))
-        rows["outside_to_guest"].append(host.outside_send(fip, args.guest_mib))
+        rows["outside_to_guest"].append(host.outside_send(fips[0], args.guest_mib))
         with host.outside_listener():
-            rows["guest_to_outside"].append(guest_send(host, fip, EXT_GW, args.guest_mib))
-        rows["guest_to_guest"].append(guest_send(host, fip, peer_ip, args.guest_mib))
+            rows["guest_to_outside"].append(guest_send(host, fips[0], EXT_GW, args.guest_mib))
+        rows["guest_to_guest"].append(guest_send(host, fips[0], fixed[1], args.guest_mib))
+        rows["guest_to_guest_back"].append(guest_send(host, fips[1], fixed[0], args.guest_mib))
         print(
             f"throughput run {run + 1}: "
             + ", ".join(f"{k} {v[-1]:.0f} Mbit/s" for k, v in rows.items()),
@@ -259,13 +264,15 @@ def run(
     ]
     made["fips"].append(fip["id"])
     fip_times = fip_to_http(api, host, fip, ports[0]["id"], args.runs)
-    host.wait(
-        lambda: host.ssh_ok(fip["floating_ip_address"]), "SSH to the sending guest", timeout=180
-    )
+    second = api.net("POST", "/floatingips", {"floatingip": {
+        "floating_network_id": ext["id"], "port_id": ports[1]["id"]}})["floatingip"]  # fmt: skip
+    made["fips"].append(second["id"])
+    fips = (fip["floating_ip_address"], second["floating_ip_address"])
+    for address in fips:
+        host.wait(partial(host.ssh_ok, address), f"SSH to the guest at {address}", timeout=180)
     host.baseline_up()
-    rates = throughput(
-        host, fip["floating_ip_address"], ports[1]["fixed_ips"][0]["ip_address"], args
-    )
+    fixed = (ports[0]["fixed_ips"][0]["ip_address"], ports[1]["fixed_ips"][0]["ip_address"])
+    rates = throughput(host, fips, fixed, args)
     return {"latency": latency, "fip": fip_times, "rates": rates}
 
 
@@ -418,7 +425,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "| --- | ---: | --- |",
     ]
     labels = {"baseline": "bare bridge, namespace → namespace (baseline)", "outside_to_guest": "outside → floating IP (guest receives)",
-              "guest_to_outside": "guest → outside (through SNAT to the floating IP)", "guest_to_guest": "guest → guest, same network"}  # fmt: skip
+              "guest_to_outside": "guest → outside (through SNAT to the floating IP)", "guest_to_guest": "guest → guest, same network (first → second)",
+              "guest_to_guest_back": "guest → guest, same network (second → first)"}  # fmt: skip
     for key, label in labels.items():
         lines.append(
             f"| {label} | {med(rates[key]):.0f} | {', '.join(f'{v:.0f}' for v in rates[key])} |"
