@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from textual.widgets import Select
+from textual.widgets import Select, Static
 
 from tests.api.harness import Nube, Tenant, make_tenant
 from tests.tui.conftest import Notes, creds_of, get, logged_in, wait_until
 from tui.app import NubeApp
 from tui.credentials import Credentials
 from tui.screens.buckets import BucketsScreen
+from tui.widgets.details import DetailsDialog
 from tui.widgets.nav import SectionBar
 from tui.widgets.table import ResourceTable
 
@@ -113,7 +114,15 @@ async def test_creating_a_volume_from_the_dialog(nube: Nube, tenant: Tenant, oth
 
         await wait_until("tui-vol1 available", available, limit=120)
         assert not notes.errors()
-    volume_id = next(k for k, r in table.rows_by_key.items() if r["name"] == "tui-vol1")
+        volume_id = next(k for k, r in table.rows_by_key.items() if r["name"] == "tui-vol1")
+        table.focus()
+        table.select_key(volume_id)
+        await pilot.press("enter")
+        await wait_until("the details", lambda: isinstance(app.screen, DetailsDialog))
+        fields = str(app.screen.query_one("#fields", Static).render())
+        assert volume_id in fields and "__DEFAULT__" in fields
+        await pilot.press("escape")
+        await wait_until("back", lambda: not isinstance(app.screen, DetailsDialog))
     url = f"{nube.url}/volume/v3/volumes/{volume_id}"
     assert (await get(url, other.headers(nube)))[0] == 404
     assert volume_id not in (await get(f"{nube.url}/volume/v3/volumes", other.headers(nube)))[1]
@@ -195,7 +204,7 @@ async def test_switching_project_rescopes_the_session(
         select.value = other.project_id
         await pilot.click("#submit")
         await wait_until("the new scope", lambda: app.session.project.id == other.project_id)  # type: ignore[union-attr]
-        assert other.name in app.sub_title
+        await wait_until("the title", lambda: other.name in app.sub_title)
 
 
 async def grant_member(nube: Nube, tenant: Tenant, other: Tenant) -> None:

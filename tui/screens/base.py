@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from tui.client import Session
+from tui.widgets.details import DetailsDialog
 from tui.widgets.nav import SectionBar
 from tui.widgets.table import ResourceTable, Row
 
@@ -37,6 +38,7 @@ class NubeScreen(Screen[None]):
 
 class ListScreen(NubeScreen):
     AUTO_FOCUS = "ResourceTable"
+    DETAILS_ON_ENTER: ClassVar[bool] = True
     REFRESH_SECONDS: ClassVar[float] = 5.0
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "reload", "Refresh"),
@@ -118,6 +120,15 @@ class ListScreen(NubeScreen):
     @on(Input.Submitted, "#filter")
     def filter_kept(self) -> None:
         self.table().focus()
+
+    @on(ResourceTable.RowSelected)
+    def open_details(self, event: ResourceTable.RowSelected) -> None:
+        table = event.data_table
+        if isinstance(table, ResourceTable) and self.DETAILS_ON_ENTER:
+            row = table.rows_by_key.get(str(event.row_key.value))
+            if row is not None:
+                name = row.get("name") or row.get("id", "")
+                self.app.push_screen(DetailsDialog(str(name), row))
 
     @on(ResourceTable.RowHighlighted)
     def show_detail(self, event: ResourceTable.RowHighlighted) -> None:

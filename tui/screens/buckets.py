@@ -42,6 +42,7 @@ class BucketsScreen(ListScreen):
         Binding("d", "delete", "Delete object"),
     ]
     bucket: str = ""
+    DETAILS_ON_ENTER = False  # Enter opens a bucket
 
     def tables(self) -> dict[str, Any]:
         return {

@@ -11,18 +11,11 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 Row = dict[str, Any]
-STATUS_STYLES = {
-    "ACTIVE": "green", "available": "green", "active": "green", "in-use": "cyan",
-    "SHUTOFF": "yellow", "BUILD": "blue", "creating": "blue", "ERROR": "bold red", "error": "bold red",
+# status -> the theme colour it is drawn in
+STATUS_COLOURS = {
+    "ACTIVE": "success", "available": "success", "active": "success", "in-use": "accent",
+    "SHUTOFF": "warning", "BUILD": "primary", "creating": "primary", "ERROR": "error", "error": "error",
 }  # fmt: skip
-
-
-def cell(value: Any) -> str | Text:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value in STATUS_STYLES:
-        return Text(value, style=STATUS_STYLES[value])
-    return str(value)
 
 
 class ResourceTable(DataTable[Any]):
@@ -41,8 +34,16 @@ class ResourceTable(DataTable[Any]):
         for key, label, _ in self.spec:
             self.add_column(label, key=key)
 
+    def cell(self, value: Any) -> str | Text:
+        if value is None:
+            return ""
+        if isinstance(value, str) and value in STATUS_COLOURS:
+            colour = getattr(self.app.current_theme, STATUS_COLOURS[value], None)
+            return Text(value, style=f"bold {colour}" if colour else "bold")
+        return str(value)
+
     def values(self, row: Row) -> list[str | Text]:
-        return [cell(get(row)) for _, _, get in self.spec]
+        return [self.cell(get(row)) for _, _, get in self.spec]
 
     def matches(self, row: Row) -> bool:
         if not self.filter_text:
