@@ -13,7 +13,7 @@ from textual.widgets import Select, Static
 from tests.api.harness import Nube, Tenant, make_tenant
 from tests.tui.conftest import Notes, creds_of, get, logged_in, wait_until
 from tui.app import NubeApp
-from tui.credentials import Credentials
+from tui.credentials import Credentials, find_credentials
 from tui.screens.buckets import BucketsScreen
 from tui.widgets.details import DetailsDialog
 from tui.widgets.nav import SectionBar
@@ -227,3 +227,14 @@ async def test_slash_filters_the_rows_and_escape_clears_it(nube: Nube, tenant: T
         await wait_until("only the match", lambda: names(projects) == {tenant.name})
         await pilot.press("escape")
         await wait_until("all again", lambda: {"admin", tenant.name} <= names(projects))
+
+
+async def test_the_clouds_yaml_nube_writes_logs_the_admin_in(nube: Nube) -> None:
+    env = {"OS_CLIENT_CONFIG_FILE": str(nube.data_dir / "clouds.yaml"), "HOME": "/nonexistent"}
+    creds = find_credentials("nube", env)
+    assert creds is not None and creds.complete
+    app = NubeApp(creds)
+    async with app.run_test():
+        await logged_in(app)
+        assert app.session is not None and app.session.is_admin
+        assert app.session.project is not None and app.session.project.name == "admin"
