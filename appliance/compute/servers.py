@@ -432,6 +432,15 @@ class Servers:
                 [now, result, message, traceback, now, action_id],
             )
 
+    def recent_actions(self, ctx: Context, limit: int = 10) -> list[dict[str, Any]]:
+        """The caller's project's latest instance actions, with their server's name."""
+        return self._rows(
+            "SELECT a.action, a.start_time, a.result, a.server_id, s.name AS server_name "
+            "FROM instance_actions a JOIN servers s ON s.id = a.server_id "
+            "WHERE a.project_id = ? ORDER BY a.id DESC LIMIT ?",
+            [ctx.project_id or "", limit],
+        )
+
     def actions(self, ctx: Context, server_id: str) -> list[dict[str, Any]]:
         server = self.row(server_id)
         if server is None or not (ctx.is_admin or server.project_id == ctx.project_id):

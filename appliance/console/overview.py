@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from appliance.cloud import cloud
+from appliance.cloud import Cloud, cloud
 from appliance.console import session as sessions
 from appliance.console.pages import NavItem, render
+from appliance.context import Context
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,22 +22,24 @@ class Meter:
     unit: str = ""
 
     @property
+    def text(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.used}{unit} of {'unlimited' if self.limit < 0 else self.limit}"
+
+    @property
     def percent(self) -> int:
         if self.limit <= 0:
             return 0 if self.limit < 0 or not self.used else 100
         return min(100, round(100 * self.used / self.limit))
 
 
-async def overview(request: Request) -> Response:
-    session = sessions.require(request)
-    c = cloud(request)
-    ctx = session.ctx
+def meters(c: Cloud, ctx: Context) -> list[Meter]:
     project = ctx.project_id or ""
     compute = c.quotas.quota_set(ctx, project)
     used = c.quotas.usage(project)
     volumes = c.volumes.usage(project)
     network = c.network_quotas.details(ctx, project)
-    meters = [
+    return [
         Meter("Instances", used["instances"], compute["instances"]),
         Meter("vCPUs", used["cores"], compute["cores"]),
         Meter("RAM", used["ram"], compute["ram"], "MiB"),
@@ -46,9 +49,23 @@ async def overview(request: Request) -> Response:
         Meter("Networks", network["network"]["used"], network["network"]["limit"]),
         Meter("Security groups", network["security_group"]["used"], network["security_group"]["limit"]),
     ]  # fmt: skip
-    recent = c.servers.page(ctx, 0, 5)
-    return render(request, session, "overview.html", meters=meters, recent=recent)
+
+
+async def overview(request: Request) -> Response:
+    session = sessions.require(request)
+    c = cloud(request)
+    return render(request, session, "overview.html", meters=meters(c, session.ctx),
+                  recent=c.servers.page(session.ctx, 0, 5),
+                  activity=c.servers.recent_actions(session.ctx, 10))  # fmt: skip
+
+
+async def usage(request: Request) -> Response:
+    """The meters again, for the overview's script to refresh them in place."""
+    session = sessions.require(request)
+    body = [{"label": m.label, "used": m.used, "limit": m.limit, "unit": m.unit, "text": m.text}
+            for m in meters(cloud(request), session.ctx)]  # fmt: skip
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 nav = [NavItem("Overview", "/console/")]
-routes = [Route("/", overview, methods=["GET"])]
+routes = [Route("/", overview, methods=["GET"]), Route("/usage", usage, methods=["GET"])]

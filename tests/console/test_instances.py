@@ -80,6 +80,18 @@ def test_a_launched_instance_turns_active_in_the_list_without_a_reload(
     screenshot(page, "instances")
 
 
+def test_the_overview_counts_the_instance_and_shows_its_launch(
+    user_page: Page, nube: Nube, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/")
+    expect(page.locator(".meters li[data-label='Instances'] .nums")).to_have_text(
+        re.compile(r"^1 of ")
+    )
+    activity = page.locator("section[aria-labelledby=activity-h]")
+    expect(activity.get_by_role("row", name=re.compile(r"web1 create"))).to_be_visible()
+
+
 def test_the_detail_page_shows_the_guests_console_log(
     user_page: Page, nube: Nube, server_id: str
 ) -> None:

@@ -4,6 +4,7 @@ none of it."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,21 @@ def test_another_project_does_not_see_the_private_image(other_page: Page, nube: 
     other_page.goto(f"{nube.url}/console/images")
     expect(other_page.get_by_role("heading", name="Images")).to_be_visible()
     expect(other_page.get_by_text("uploaded-raw")).to_have_count(0)
+
+
+def test_the_overview_meters_follow_usage_without_a_reload(
+    member_page: Page, nube: Nube, tenant: Tenant
+) -> None:
+    page = member_page
+    page.goto(f"{nube.url}/console/")
+    volumes = page.locator(".meters li[data-label='Volumes'] .nums")
+    expect(volumes).to_have_text(re.compile(r"^0 of \d+$"))
+    page.evaluate("window.__notReloaded = true")
+    r = requests.post(f"{nube.url}/volume/v3/{tenant.project_id}/volumes", json={"volume": {"size": 1, "name": "m"}},
+                      headers=tenant.headers(nube), timeout=30)  # fmt: skip
+    assert r.status_code == 202, r.text
+    expect(volumes).to_have_text(re.compile(r"^1 of \d+$"), timeout=20_000)
+    assert page.evaluate("window.__notReloaded === true")
+    screenshot(page, "overview-usage")
+    requests.delete(f"{nube.url}/volume/v3/{tenant.project_id}/volumes/{r.json()['volume']['id']}",
+                    headers=tenant.headers(nube), timeout=30)  # fmt: skip

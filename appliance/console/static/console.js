@@ -53,6 +53,25 @@ document.addEventListener("DOMContentLoaded", () => {
     setInterval(tick, 3000);
   }
 
+  // The overview's usage meters refresh themselves.
+  for (const list of document.querySelectorAll("[data-usage]")) {
+    setInterval(async () => {
+      if (document.hidden) return;
+      try {
+        const response = await fetch(list.dataset.usage, { credentials: "same-origin" });
+        if (!response.ok) return;
+        for (const m of await response.json()) {
+          const item = [...list.children].find((li) => li.dataset.label === m.label);
+          if (!item) continue;
+          const meter = item.querySelector("meter");
+          meter.max = m.limit > 0 ? m.limit : 1;
+          meter.value = m.limit >= 0 ? m.used : 0;
+          item.querySelector(".nums").textContent = m.text;
+        }
+      } catch (e) { /* the next tick retries */ }
+    }, 5000);
+  }
+
   // The console log's refresh button fetches the log in place.
   for (const link of document.querySelectorAll("[data-refresh-log]")) {
     link.addEventListener("click", async (event) => {
