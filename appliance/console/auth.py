@@ -88,7 +88,9 @@ async def switch_project(request: Request) -> Response:
         return redirect("/console/", "error", "You hold no role on that project.")
     scoped = await sessions.rescope(cloud(request), session.root, project_id)
     name = next(p.name for p in session.projects if p.id == project_id)
-    response = redirect(_safe_next(text(form, "next", "/console/")), "ok", f"Project {name}.")
+    # Back to the same section, not the same resource: it belongs to the project left behind.
+    section = _safe_next(text(form, "next", "/console/")).split("/")[2]
+    response = redirect(f"/console/{section}", "ok", f"Project {name}.")
     sessions.set_cookie(request, response, session.root, scoped)
     return response
 

@@ -74,7 +74,10 @@ async def detail(request: Request) -> Response:
         if v.status == "available" and v.project_id == server.project_id
     ]
     ports = c.network.server_ports(server.id)
-    fips = c.floating_ips.list_fips(session.ctx)
+    # An admin's listing spans projects; the page offers only the server's own project's.
+    fips = [
+        f for f in c.floating_ips.list_fips(session.ctx) if f["project_id"] == server.project_id
+    ]
     flavors = c.flavors.list_flavors(session.ctx, None)
     return render(
         request,

@@ -34,9 +34,16 @@ def choices(c: Cloud, ctx: Context) -> dict[str, Any]:
             if v.status == VolumeStatus.AVAILABLE and v.bootable and v.project_id == ctx.project_id
         ],
         "flavors": c.flavors.list_flavors(ctx, "none"),
-        "networks": [n for n in c.network.list_networks(ctx) if not n.get("external")],
+        # An admin's listings span projects: offer what this project's servers can use.
+        "networks": [
+            n
+            for n in c.network.list_networks(ctx)
+            if not n.get("external") and (n["project_id"] == ctx.project_id or n.get("shared"))
+        ],
         "keypairs": c.keypairs.list_keypairs(ctx),
-        "groups": c.security_groups.list_groups(ctx),
+        "groups": [
+            g for g in c.security_groups.list_groups(ctx) if g["project_id"] == ctx.project_id
+        ],
     }
 
 

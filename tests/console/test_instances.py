@@ -168,6 +168,39 @@ def test_a_volume_made_on_the_volumes_page_attaches_to_the_instance(
     expect(page.locator(".flash")).to_contain_text("Detaching the volume")
 
 
+def test_an_instance_boots_from_a_volume_made_from_the_image(
+    user_page: Page, nube: Nube, tenant: Tenant
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/volumes")
+    page.get_by_label("Name", exact=True).fill("rootvol")
+    page.get_by_label("From image").select_option(label="nube-tiny")
+    page.get_by_role("button", name="Create volume").click()
+    row = page.get_by_role("row", name="rootvol")
+    expect(row.locator("[data-field=status]")).to_have_text("available", timeout=BOOT_MS)
+    expect(row).to_contain_text("yes")  # bootable
+    page.goto(f"{nube.url}/console/instances/launch")
+    page.get_by_label("Instance name").fill("bfv1")
+    page.get_by_label("Boot from a volume").check()
+    page.get_by_label("Bootable volume").select_option(label="rootvol (1 GiB)")
+    flavor = page.get_by_label("Flavor", exact=True).locator("option", has_text="m1.nano")
+    page.get_by_label("Flavor", exact=True).select_option(flavor.get_attribute("value"))
+    page.get_by_role("button", name="Launch").click()
+    expect(page.locator(".flash")).to_contain_text("Launching bfv1")
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    expect(page.get_by_role("row", name="Image")).to_contain_text("boots from a volume")
+    log = page.get_by_label("Serial console log")
+    for _ in range(150):
+        if "NUBE-TINY READY hostname=bfv1" in log.inner_text():
+            break
+        page.get_by_role("link", name="Refresh").click()
+        page.wait_for_timeout(2000)
+    expect(log).to_contain_text("NUBE-TINY READY hostname=bfv1")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete bfv1? Its disk is lost."
+    page.get_by_role("button", name="Delete").click()
+    expect(page.locator(".flash")).to_contain_text("Deleting instance bfv1")
+
+
 def test_stop_then_start_from_the_detail_page(user_page: Page, nube: Nube, server_id: str) -> None:
     page = user_page
     page.goto(f"{nube.url}/console/instances/{server_id}")
