@@ -149,3 +149,72 @@ def test_the_overview_meters_follow_usage_without_a_reload(
     screenshot(page, "overview-usage")
     requests.delete(f"{nube.url}/volume/v3/{tenant.project_id}/volumes/{r.json()['volume']['id']}",
                     headers=tenant.headers(nube), timeout=30)  # fmt: skip
+
+
+def test_a_volume_is_extended_and_snapshotted_then_deleted(
+    member_page: Page, nube: Nube, tenant: Tenant
+) -> None:
+    page = member_page
+    page.goto(f"{nube.url}/console/volumes")
+    page.get_by_label("Name", exact=True).fill("grow")
+    page.get_by_role("button", name="Create volume").click()
+    row = page.get_by_role("row", name=re.compile(r"^grow "))
+    expect(row.locator("[data-field=status]")).to_have_text("available")
+    row.get_by_label("New size of grow in GiB").fill("2")
+    row.get_by_role("button", name="Extend").click()
+    expect(page.locator(".flash")).to_contain_text("Extending the volume")
+    page.reload()
+    expect(page.get_by_role("row", name=re.compile(r"^grow "))).to_contain_text("2 GiB")
+    page.get_by_role("row", name=re.compile(r"^grow ")).get_by_role(
+        "button", name="Snapshot"
+    ).click()
+    expect(page.locator(".flash")).to_contain_text("Taking snapshot grow-snap")
+    snaps = page.locator("section[aria-labelledby=snaps-h]")
+    for _ in range(60):
+        if "available" in snaps.inner_text():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(snaps.get_by_role("row", name=re.compile("grow-snap"))).to_contain_text("available")
+    screenshot(page, "volumes-snapshot")
+    page.once("dialog", lambda dialog: dialog.accept())
+    snaps.get_by_role("button", name="Delete").click()
+    expect(page.locator(".flash")).to_contain_text("Deleting the snapshot")
+    for _ in range(60):
+        if not page.locator("section[aria-labelledby=snaps-h]").count():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("row", name=re.compile(r"^grow ")).get_by_role("button", name="Delete").click()
+    expect(page.locator(".flash")).to_contain_text("Deleting the volume")
+    r = requests.get(f"{nube.url}/volume/v3/{tenant.project_id}/volumes/detail?name=grow",
+                     headers=tenant.headers(nube), timeout=30)  # fmt: skip
+    assert all(v["status"] in ("deleting",) for v in r.json()["volumes"])
+
+
+def test_an_image_is_renamed_made_public_by_nobody_but_an_admin_and_deleted(
+    member_page: Page, nube: Nube, tenant: Tenant
+) -> None:
+    page = member_page
+    page.goto(f"{nube.url}/console/images")
+    row = page.get_by_role("row", name=re.compile("uploaded-raw"))
+    row.locator("summary").click()
+    row.get_by_label("Name").fill("renamed-raw")
+    row.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash")).to_contain_text("Image renamed-raw saved")
+    row = page.get_by_role("row", name=re.compile("renamed-raw"))
+    row.locator("summary").click()
+    row.get_by_label("Visibility").select_option("public")
+    row.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_be_visible()  # Glance's policy: publicizing is for admins
+    row = page.get_by_role("row", name=re.compile("renamed-raw"))
+    expect(row).to_contain_text("private")
+    row.locator("summary").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Delete").click()
+    expect(page.locator(".flash")).to_contain_text("Image renamed-raw deleted")
+    r = requests.get(
+        f"{nube.url}/image/v2/images?name=renamed-raw", headers=tenant.headers(nube), timeout=10
+    )
+    assert r.json()["images"] == []
