@@ -27,6 +27,14 @@ if REASON:
     print(f"tests/console skipped: {REASON}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark this tier, so `pytest -m "not console"` can leave the browser out."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.console)
+
+
 @pytest.fixture(scope="session")
 def nube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nube]:
     server = Nube(tmp_path_factory.mktemp("nube") / "data")

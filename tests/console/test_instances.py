@@ -201,6 +201,26 @@ def test_an_instance_boots_from_a_volume_made_from_the_image(
     expect(page.locator(".flash")).to_contain_text("Deleting instance bfv1")
 
 
+def test_a_snapshot_taken_on_the_detail_page_becomes_an_active_image(
+    user_page: Page, nube: Nube, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    page.get_by_label("Snapshot name").fill("web1-snap")
+    page.get_by_role("button", name="Take snapshot").click()
+    expect(page.locator(".flash")).to_contain_text("Snapshot image web1-snap is being taken")
+    page.goto(f"{nube.url}/console/images")
+    for _ in range(150):
+        if "active" in page.get_by_role("row", name=re.compile("web1-snap")).inner_text():
+            break
+        page.wait_for_timeout(2000)
+        page.reload()
+    expect(page.get_by_role("row", name=re.compile("web1-snap"))).to_contain_text("active")
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+
+
 def test_stop_then_start_from_the_detail_page(user_page: Page, nube: Nube, server_id: str) -> None:
     page = user_page
     page.goto(f"{nube.url}/console/instances/{server_id}")

@@ -3,8 +3,13 @@ none of it."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import re
+import socketserver
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,3 +223,51 @@ def test_an_image_is_renamed_made_public_by_nobody_but_an_admin_and_deleted(
         f"{nube.url}/image/v2/images?name=renamed-raw", headers=tenant.headers(nube), timeout=10
     )
     assert r.json()["images"] == []
+
+
+def test_an_image_is_created_from_a_url(
+    member_page: Page, nube: Nube, tenant: Tenant, tmp_path: Path
+) -> None:
+    (tmp_path / "disk.raw").write_bytes(b"\0" * (1 << 20))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with socketserver.TCPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/disk.raw"
+        page = member_page
+        page.goto(f"{nube.url}/console/images")
+        page.get_by_label("Name", exact=True).last.fill("from-url")
+        page.get_by_label("URL (http or https)").fill(url)
+        page.get_by_label("Disk format").last.select_option("raw")
+        page.get_by_role("button", name="Create", exact=True).click()
+        expect(page.locator(".flash")).to_contain_text("Importing image from-url from its URL")
+        for _ in range(60):
+            if "active" in page.get_by_role("row", name=re.compile("from-url")).inner_text():
+                break
+            page.wait_for_timeout(1000)
+            page.reload()
+        httpd.shutdown()
+    expect(page.get_by_role("row", name=re.compile("from-url"))).to_contain_text("active")
+    r = requests.get(
+        f"{nube.url}/image/v2/images?name=from-url", headers=tenant.headers(nube), timeout=10
+    )
+    assert r.json()["images"][0]["size"] == 1 << 20
+
+
+def test_a_public_key_is_imported(
+    member_page: Page, nube: Nube, tenant: Tenant, tmp_path: Path
+) -> None:
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    page = member_page
+    page.goto(f"{nube.url}/console/keypairs")
+    page.get_by_label("Key pair name").fill("mine")
+    page.get_by_label("Public key to import").fill(key.with_suffix(".pub").read_text())
+    page.get_by_role("button", name="Create key pair").click()
+    expect(page.locator(".flash")).to_contain_text("Key pair mine imported")
+    r = requests.get(
+        f"{nube.url}/compute/v2.1/os-keypairs/mine", headers=tenant.headers(nube), timeout=10
+    )
+    assert (
+        r.json()["keypair"]["public_key"].split()[1]
+        == key.with_suffix(".pub").read_text().split()[1]
+    )
