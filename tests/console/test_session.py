@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import re
+import socketserver
+import threading
+from pathlib import Path
 
 import requests
 from playwright.sync_api import BrowserContext, Page, expect
@@ -86,6 +91,27 @@ def test_a_forged_cross_site_post_is_refused(nube: Nube, page: Page) -> None:
     expect(page.get_by_text("forged")).to_have_count(0)
 
 
+def test_a_cross_site_form_in_the_browser_changes_nothing(
+    nube: Nube, page: Page, tmp_path: Path
+) -> None:
+    """A page on another site (localhost is not 127.0.0.1) auto-posts a form to the console while
+    the user is logged in: the SameSite cookie stays home and the missing CSRF token is refused."""
+    login(page, nube)
+    (tmp_path / "evil.html").write_text(
+        f'<form id="f" method="post" action="{nube.url}/console/networks">'
+        '<input name="name" value="forged-net"></form><script>f.submit()</script>'
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with socketserver.TCPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        page.goto(f"http://localhost:{httpd.server_address[1]}/evil.html")
+        page.wait_for_url(re.compile(r"/console/"))
+        httpd.shutdown()
+    r = requests.get(f"{nube.url}/networking/v2.0/networks?name=forged-net",
+                     headers={"X-Auth-Token": nube.token()}, timeout=10)  # fmt: skip
+    assert r.json()["networks"] == []
+
+
 def test_switching_projects_shows_the_other_projects_resources(nube: Nube, page: Page) -> None:
     alice = make_tenant(nube, "sw")
     admin = {"X-Auth-Token": nube.token()}
@@ -114,3 +140,20 @@ def test_switching_projects_shows_the_other_projects_resources(nube: Nube, page:
     page.goto(f"{nube.url}/console/instances/launch")
     expect(page.get_by_role("heading", name="Launch instance")).to_be_visible()
     expect(page.get_by_label("only-in-a")).to_have_count(0)
+
+
+def test_a_reader_sees_pages_without_write_actions_and_the_service_refuses_writes(
+    nube: Nube, page: Page
+) -> None:
+    reader = make_tenant(nube, "ro", role="reader")
+    login(page, nube, reader.name, "pw")
+    page.goto(f"{nube.url}/console/instances")
+    expect(page.get_by_text("Your role here is read-only")).to_be_visible()
+    expect(page.get_by_role("link", name="Launch instance")).to_have_count(0)
+    page.goto(f"{nube.url}/console/networks")
+    expect(page.get_by_role("button", name="Create network")).to_have_count(0)
+    # The wizard is still reachable by URL; the service layer is what says no.
+    page.goto(f"{nube.url}/console/instances/launch")
+    page.get_by_label("Instance name").fill("nope")
+    page.get_by_role("button", name="Launch").click()
+    expect(page.get_by_role("alert")).to_contain_text("member role")
