@@ -107,9 +107,10 @@ def test_an_image_uploads_with_a_progress_bar(
     data = tmp_path / "disk.raw"
     data.write_bytes(b"\0" * (24 << 20))
     page.goto(f"{nube.url}/console/images")
-    page.get_by_label("Name", exact=True).first.fill("uploaded-raw")
-    page.get_by_label("Image file").set_input_files(str(data))
-    page.get_by_label("Disk format").first.select_option("raw")
+    upload = page.locator("form[data-upload]")
+    upload.get_by_label("Name", exact=True).fill("uploaded-raw")
+    upload.get_by_label("Image file").set_input_files(str(data))
+    upload.get_by_label("Disk format").select_option("raw")
     # Record the bar's values as they change; sessionStorage survives the page's final redirect.
     page.evaluate("""() => {
         const bar = document.querySelector('progress');
@@ -235,9 +236,10 @@ def test_an_image_is_created_from_a_url(
         url = f"http://127.0.0.1:{httpd.server_address[1]}/disk.raw"
         page = member_page
         page.goto(f"{nube.url}/console/images")
-        page.get_by_label("Name", exact=True).last.fill("from-url")
-        page.get_by_label("URL (http or https)").fill(url)
-        page.get_by_label("Disk format").last.select_option("raw")
+        by_url = page.locator("form", has=page.get_by_label("URL (http or https)"))
+        by_url.get_by_label("Name", exact=True).fill("from-url")
+        by_url.get_by_label("URL (http or https)").fill(url)
+        by_url.get_by_label("Disk format").select_option("raw")
         page.get_by_role("button", name="Create", exact=True).click()
         expect(page.locator(".flash")).to_contain_text("Importing image from-url from its URL")
         for _ in range(60):
@@ -271,3 +273,31 @@ def test_a_public_key_is_imported(
         r.json()["keypair"]["public_key"].split()[1]
         == key.with_suffix(".pub").read_text().split()[1]
     )
+
+
+def test_an_image_is_shared_with_another_project(
+    member_page: Page, nube: Nube, tenant: Tenant, tmp_path: Path
+) -> None:
+    friend = make_tenant(nube, "friend")
+    page = member_page
+    data = tmp_path / "small.raw"
+    data.write_bytes(b"\0" * (1 << 20))
+    page.goto(f"{nube.url}/console/images")
+    upload = page.locator("form[data-upload]")
+    upload.get_by_label("Name", exact=True).fill("to-share")
+    upload.get_by_label("Image file").set_input_files(str(data))
+    upload.get_by_label("Disk format").select_option("raw")
+    upload.get_by_label("Visibility").select_option("shared")
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator(".flash")).to_contain_text("Image to-share uploaded")
+    row = page.get_by_role("row", name=re.compile("to-share"))
+    row.locator("summary").click()
+    row.get_by_label("Share with project ID").fill(friend.project_id)
+    row.get_by_role("button", name="Share").click()
+    expect(page.locator(".flash")).to_contain_text(f"Shared with project {friend.project_id}")
+    image_id = requests.get(f"{nube.url}/image/v2/images?name=to-share", headers=tenant.headers(nube),
+                            timeout=10).json()["images"][0]["id"]  # fmt: skip
+    r = requests.get(
+        f"{nube.url}/image/v2/images/{image_id}", headers=friend.headers(nube), timeout=10
+    )
+    assert r.status_code == 200 and r.json()["name"] == "to-share"
