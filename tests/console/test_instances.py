@@ -221,6 +221,29 @@ def test_a_snapshot_taken_on_the_detail_page_becomes_an_active_image(
     expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
 
 
+def test_a_resize_from_the_detail_page_is_confirmed(
+    user_page: Page, nube: Nube, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    micro = (
+        page.get_by_label("New flavor")
+        .locator("option", has_text="m1.micro")
+        .get_attribute("value")
+    )
+    page.get_by_label("New flavor").select_option(micro)
+    page.get_by_role("button", name="Resize").click()
+    expect(page.locator(".flash")).to_contain_text("Resize started")
+    expect(page.locator("[data-field=status]")).to_have_text("VERIFY_RESIZE", timeout=BOOT_MS)
+    page.get_by_role("button", name="Confirm resize").click()
+    expect(page.locator(".flash")).to_contain_text("Confirm resize requested")
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    expect(page.get_by_role("row", name=re.compile("^Flavor"))).to_contain_text(
+        "m1.micro (1 vCPU, 192 MiB"
+    )
+
+
 def test_stop_then_start_from_the_detail_page(user_page: Page, nube: Nube, server_id: str) -> None:
     page = user_page
     page.goto(f"{nube.url}/console/instances/{server_id}")
