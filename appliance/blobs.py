@@ -69,7 +69,7 @@ _sync_file_range = getattr(_libc, "sync_file_range", None)
 if _sync_file_range is not None:
     _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 SYNC_FILE_RANGE_WRITE = 2
-WRITEBACK = 8 << 20  # start writing to disk every 8 MiB
+WRITEBACK = 1 << 20  # start writing to disk every 1 MiB
 SMALL = 64 << 10  # bodies below this are hashed in the writing thread
 
 
