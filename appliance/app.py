@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 from appliance import __version__
 from appliance.cloud import Cloud, cloud
 from appliance.compute import attachment_routes as compute_attachment_routes
+from appliance.compute import host_routes as compute_host_routes
 from appliance.compute import routes as compute_routes
 from appliance.compute import server_routes as compute_server_routes
 from appliance.compute import wire as compute_wire
@@ -138,7 +139,8 @@ def create_app(
     compute_app = Starlette(
         routes=compute_routes.routes
         + compute_server_routes.routes
-        + compute_attachment_routes.routes,
+        + compute_attachment_routes.routes
+        + compute_host_routes.routes,
         exception_handlers=NOVA.exception_handlers(),
         middleware=[Middleware(MicroversionMiddleware, versions=compute_versions, dialect=NOVA)],
     )

@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from appliance.blobs import Blobs
 from appliance.compute.consoles import Consoles
 from appliance.compute.flavors import Flavors
+from appliance.compute.hosts import Hosts
 from appliance.compute.hypervisor import Hypervisor
 from appliance.compute.interfaces import Interfaces
 from appliance.compute.keypairs import Keypairs
@@ -78,6 +79,7 @@ class Cloud:
     quotas: Quotas
     servers: Servers
     lifecycle: Lifecycle
+    hosts: Hosts
     consoles: Consoles
     volumes: Volumes
     volume_operations: VolumeOperations
@@ -156,6 +158,8 @@ class Cloud:
         network.describe_server = lifecycle.describe
         lifecycle.on_deleted.append(network.release_ports)
         lifecycle.volume_disks = attachments.data_disks
+        host_disk = Path(tempfile.gettempdir()) if in_memory else config.data_dir
+        hosts = Hosts(db, hypervisor, host_disk, cloud_id, config.bind)
         return cls(
             config=config,
             db=db,
@@ -177,6 +181,7 @@ class Cloud:
             quotas=quotas,
             servers=servers,
             lifecycle=lifecycle,
+            hosts=hosts,
             consoles=Consoles(db, hypervisor),
             volumes=volumes,
             volume_operations=volume_operations,

@@ -14,6 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import libvirt
@@ -37,6 +38,7 @@ __all__ = [
     "Disk",
     "DomainExists",
     "DomainSpec",
+    "HostInfo",
     "Hypervisor",
     "HypervisorError",
     "Nic",
@@ -62,6 +64,38 @@ class PowerState(enum.IntEnum):
     SHUTDOWN = 4
     CRASHED = 6
     SUSPENDED = 7
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """The host as libvirt reports it; `*_used` and `running` count every running domain on the
+    connection (the host's load, as Nova's libvirt driver counts it), not only ours."""
+
+    vcpus: int
+    memory_mib: int
+    vcpus_used: int
+    memory_mib_used: int
+    running: int
+    hypervisor_type: str  # conn.getType(): "QEMU" for both kvm and qemu domains
+    hypervisor_version: int  # QEMU's, as major * 1_000_000 + minor * 1_000 + micro
+    libvirt_version: int
+    cpu_info: dict[str, Any] = field(default_factory=dict)
+
+
+def cpu_info(capabilities: str) -> dict[str, Any]:
+    """Nova's cpu_info (nova/virt/libvirt/driver.py _get_cpu_info) from the capabilities XML."""
+    cpu = ET.fromstring(capabilities).find("./host/cpu")
+    if cpu is None:
+        return {}
+    topology = cpu.find("topology")
+    top = topology.attrib if topology is not None else {}
+    return {
+        "arch": cpu.findtext("arch", ""),
+        "model": cpu.findtext("model", ""),
+        "vendor": cpu.findtext("vendor", ""),
+        "topology": {k: int(top.get(k, "1")) for k in ("sockets", "cores", "threads")},
+        "features": sorted(f.get("name", "") for f in cpu.iterfind("feature")),
+    }
 
 
 class HypervisorError(Exception):
@@ -222,6 +256,33 @@ class Hypervisor:
             return self._lookup(name)
         except NoSuchDomain:
             return None
+
+    def host(self) -> HostInfo:
+        """CPUs, memory and versions of the host, and what its running domains use of them."""
+
+        def read(conn: Any) -> HostInfo:
+            _arch, memory_mib, cpus, *_ = conn.getInfo()
+            vcpus_used = memory_kib_used = running = 0
+            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                try:
+                    _state, max_kib, _kib, dom_vcpus, _cpu_time = dom.info()
+                except libvirt.libvirtError:
+                    continue  # gone meanwhile
+                vcpus_used, memory_kib_used, running = (
+                    vcpus_used + dom_vcpus,
+                    memory_kib_used + max_kib,
+                    running + 1,
+                )
+            return HostInfo(
+                vcpus=int(cpus), memory_mib=int(memory_mib), vcpus_used=vcpus_used,
+                memory_mib_used=memory_kib_used // 1024, running=running,
+                hypervisor_type=str(conn.getType()), hypervisor_version=int(conn.getVersion()),
+                libvirt_version=int(conn.getLibVersion()),
+                cpu_info=cpu_info(conn.getCapabilities()),
+            )  # fmt: skip
+
+        with self._errors("read", "the host"):
+            return self._read(read)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -220,7 +220,7 @@ async def keypairs_delete(request: Request) -> Response:
     return Response(status_code=204 if v(request) >= (2, 2) else 202)
 
 
-# -- quotas, limits, availability zones --------------------------------------------------------
+# -- quotas and limits ---------------------------------------------------------------------------
 
 
 async def quotas_show(request: Request) -> Response:
@@ -266,16 +266,6 @@ async def limits(request: Request) -> Response:
     return ok(wire.limits_json(quotas.quota_set(ctx, pid), quotas.usage(pid)))
 
 
-async def availability_zones(request: Request) -> Response:
-    caller(request)
-    zone: dict[str, Any] = {"zoneName": "nova", "zoneState": {"available": True}, "hosts": None}
-    if request.url.path.endswith("/detail"):
-        zone["hosts"] = {
-            "nube": {"nova-compute": {"available": True, "active": True, "updated_at": None}}
-        }
-    return ok({"availabilityZoneInfo": [zone]})
-
-
 routes: list[BaseRoute] = [
     Route("/", version, methods=["GET"]),
     Route("/flavors", flavors_index, methods=["GET"]),
@@ -301,6 +291,4 @@ routes: list[BaseRoute] = [
     Route("/os-quota-sets/{project_id}/defaults", quotas_defaults, methods=["GET"]),
     Route("/os-quota-sets/{project_id}/detail", quotas_detail, methods=["GET"]),
     Route("/limits", limits, methods=["GET"]),
-    Route("/os-availability-zone", availability_zones, methods=["GET"]),
-    Route("/os-availability-zone/detail", availability_zones, methods=["GET"]),
 ]
