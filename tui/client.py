@@ -116,7 +116,7 @@ class Session:
     def request(self, method: str, service: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"X-Auth-Token": self.token, **kwargs.pop("headers", {})}
         if service == "compute":
-            headers["OpenStack-API-Version"] = f"compute {NOVA_VERSION}"
+            headers.setdefault("OpenStack-API-Version", f"compute {NOVA_VERSION}")
         r = self.http.request(method, self.url(service, path), headers=headers, **kwargs)
         if r.status_code >= 400:
             raise ApiError(r.status_code, error_message(r))

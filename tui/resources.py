@@ -213,8 +213,38 @@ def health(s: Session) -> list[Health]:
 
 
 @dataclass(frozen=True, slots=True)
+class HostHealth:
+    """The hypervisor as Nova's admin view shows it (os-hypervisors/detail)."""
+
+    up: bool
+    hypervisor: str  # "QEMU 7.2.22"
+    vcpus_used: int
+    vcpus: int
+    ram_used: int  # MiB
+    ram: int
+    running: int
+
+
+# The last microversion whose hypervisor details carry vCPUs, memory and running VMs (2.88
+# dropped them in favour of Placement, which Nube does not have).
+HYPERVISOR_VERSION = "compute 2.87"
+
+
+def host_health(s: Session) -> HostHealth:
+    headers = {"OpenStack-API-Version": HYPERVISOR_VERSION}
+    (h, *_) = s.get("compute", "/os-hypervisors/detail", headers=headers)["hypervisors"]
+    v = int(h.get("hypervisor_version") or 0)
+    version = f"{v // 1_000_000}.{v // 1_000 % 1_000}.{v % 1_000}"
+    return HostHealth(
+        h["state"] == "up", f"{h['hypervisor_type']} {version}", int(h["vcpus_used"]),
+        int(h["vcpus"]), int(h["memory_mb_used"]), int(h["memory_mb"]), int(h["running_vms"]),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     health: list[Health]
+    host: HostHealth | None  # for admins only: members may not see the hypervisor
     compute: Json
     volume: Json
     counts: dict[str, int]
@@ -252,9 +282,11 @@ def overview(s: Session) -> Overview:
         "networks": len(nets),
         "buckets": bucket_count,
     }
+    host = host_health(s) if s.is_admin else None
     return Overview(
-        health(s), compute_limits(s), volume_limits(s), counts, attention, recent_jobs(s, srv)
-    )
+        health(s), host, compute_limits(s), volume_limits(s), counts, attention,
+        recent_jobs(s, srv),
+    )  # fmt: skip
 
 
 def recent_jobs(

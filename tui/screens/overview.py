@@ -1,4 +1,5 @@
-"""Overview: API health, quota usage bars, counts, and what is in progress or failed."""
+"""Overview: API health (and, for admins, the hypervisor's), quota usage bars, counts, and what is
+in progress or failed."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class OverviewScreen(NubeScreen):
             with Vertical(id="health-box"):
                 yield Label("API health", classes="section-title")
                 yield DataTable(id="health", cursor_type="none", show_header=False)
+                yield Static("", id="host", classes="hidden")
             with Vertical(id="quota-box"):
                 yield Label("Quota usage", classes="section-title")
                 with Grid(id="quotas"):
@@ -74,6 +76,15 @@ class OverviewScreen(NubeScreen):
         health.clear()
         for h in o.health:
             health.add_row(h.service, "up" if h.ok else "DOWN", h.detail, key=h.service)
+        host = self.query_one("#host", Static)
+        host.set_class(o.host is None, "hidden")
+        if o.host is not None:
+            hv = o.host
+            health.add_row("libvirt", "up" if hv.up else "DOWN", hv.hypervisor, key="libvirt")
+            host.update(
+                f"vCPUs {hv.vcpus_used}/{hv.vcpus}   running VMs {hv.running}\n"
+                f"RAM {hv.ram_used}/{hv.ram} MiB"
+            )
         for i, (_, source, used_key, max_key) in enumerate(QUOTAS):
             limits = o.compute if source == "compute" else o.volume
             used, most = int(limits.get(used_key, 0)), int(limits.get(max_key, -1))
