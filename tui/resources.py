@@ -234,9 +234,9 @@ def host_health(s: Session) -> HostHealth:
     headers = {"OpenStack-API-Version": HYPERVISOR_VERSION}
     (h, *_) = s.get("compute", "/os-hypervisors/detail", headers=headers)["hypervisors"]
     v = int(h.get("hypervisor_version") or 0)
-    version = f"{v // 1_000_000}.{v // 1_000 % 1_000}.{v % 1_000}"
+    version = f" {v // 1_000_000}.{v // 1_000 % 1_000}.{v % 1_000}" if v else ""
     return HostHealth(
-        h["state"] == "up", f"{h['hypervisor_type']} {version}", int(h["vcpus_used"]),
+        h["state"] == "up", f"{h['hypervisor_type']}{version}", int(h["vcpus_used"]),
         int(h["vcpus"]), int(h["memory_mb_used"]), int(h["memory_mb"]), int(h["running_vms"]),
     )  # fmt: skip
 

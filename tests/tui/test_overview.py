@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 from textual.widgets import DataTable, Static
@@ -59,3 +60,23 @@ async def test_a_member_sees_the_apis_health_and_no_hypervisor(nube: Nube, membe
         assert all(row[1] == "up" for row in health_rows(app).values())
         assert app.screen.query_one("#host", Static).has_class("hidden")
     assert not notes.errors()  # no refused call to the admin-only views
+
+
+@pytest.fixture(scope="module")
+def no_libvirt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nube]:
+    server = Nube(tmp_path_factory.mktemp("nube-tui-nolibvirt") / "data",
+                  extra_env={"NUBE_LIBVIRT_URI": "qemu+unix:///system?socket=/nonexistent/nb-libvirt"})  # fmt: skip
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_an_admin_sees_libvirt_down_when_it_does_not_answer(no_libvirt: Nube) -> None:
+    app = NubeApp(creds_of(no_libvirt))
+    async with app.run_test(size=(100, 30)):
+        await logged_in(app)
+        await wait_until("the libvirt row", lambda: "libvirt" in health_rows(app))
+        assert health_rows(app)["libvirt"][1] == "DOWN"
+        assert health_rows(app)["compute"][1] == "up"
+        text = str(app.screen.query_one("#host", Static).render())
+        assert text == "no report from libvirt yet"

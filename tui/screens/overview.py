@@ -81,9 +81,12 @@ class OverviewScreen(NubeScreen):
         if o.host is not None:
             hv = o.host
             health.add_row("libvirt", "up" if hv.up else "DOWN", hv.hypervisor, key="libvirt")
+            # A host libvirt never answered for has no capacity to show (Nova's last report).
             host.update(
                 f"vCPUs {hv.vcpus_used}/{hv.vcpus}   running VMs {hv.running}\n"
                 f"RAM {hv.ram_used}/{hv.ram} MiB"
+                if hv.vcpus
+                else "no report from libvirt yet"
             )
         for i, (_, source, used_key, max_key) in enumerate(QUOTAS):
             limits = o.compute if source == "compute" else o.volume
