@@ -10,6 +10,8 @@
 # Everything can be overridden from the environment (tests install into temp dirs on free ports):
 #   NUBE_PREFIX=/opt/nube  NUBE_BINDIR=/usr/local/bin  NUBE_DATA_DIR=/var/lib/nube
 #   NUBE_BIND=0.0.0.0  NUBE_PORT=8080  NUBE_S3_PORT=9000  NUBE_PUBLIC_URL=  NUBE_LOG_LEVEL=
+#   NUBE_PUBLIC_CIDR=172.24.4.0/24   the `public` network made at the first start (the host takes
+#                            its first address, so floating IPs answer this host; never routed out)
 #   NUBE_ADMIN_PASSWORD=     admin password for the first start (else nube generates one)
 #   NUBE_SERVICE_NAME=nube   systemd unit name
 #   NUBE_SERVICE_MANAGER=auto|systemd|daemon   auto: systemd when it is PID 1, else a plain daemon
@@ -35,6 +37,7 @@ PORT=${NUBE_PORT:-8080}
 S3_PORT=${NUBE_S3_PORT:-9000}
 PUBLIC_URL=${NUBE_PUBLIC_URL:-}
 LOG_LEVEL=${NUBE_LOG_LEVEL:-}
+PUBLIC_CIDR=${NUBE_PUBLIC_CIDR-}
 SERVICE=${NUBE_SERVICE_NAME:-nube}
 SERVICE_MANAGER=${NUBE_SERVICE_MANAGER:-auto}
 START_TIMEOUT=${NUBE_START_TIMEOUT:-90}
@@ -288,6 +291,7 @@ serve_args() {
     SERVE_ARGS=(serve --data-dir "$DATA_DIR" --bind "$BIND" --port "$PORT" --s3-port "$S3_PORT")
     if [[ -n $PUBLIC_URL ]]; then SERVE_ARGS+=(--public-url "$PUBLIC_URL"); fi
     if [[ -n $LOG_LEVEL ]]; then SERVE_ARGS+=(--log-level "$LOG_LEVEL"); fi
+    if [[ -n ${NUBE_PUBLIC_CIDR+set} ]]; then SERVE_ARGS+=(--public-cidr "$PUBLIC_CIDR"); fi
 }
 
 # Running and not a zombie: PID 1 here reaps orphans lazily, so a stopped daemon can linger as Z.
@@ -609,6 +613,11 @@ summary() {
     else
         printf '  Logs:         %s\n' "$LOGFILE"
     fi
+    if [[ ${NUBE_PUBLIC_CIDR-x} != "" ]]; then
+        printf '  Networks:     public %s (floating IPs; this host holds its first address),\n' \
+            "${PUBLIC_CIDR:-172.24.4.0/24}"
+        printf '                private behind router1, made at the first start\n'
+    fi
     printf '  Try:          source %s/admin-openrc.sh && openstack token issue\n' "$DATA_DIR"
     printf '                (the openstack CLI is not installed by this script:\n'
     printf '                 apt-get install python3-openstackclient, or pip install python-openstackclient)\n'
@@ -624,7 +633,7 @@ summary() {
 
 uninstall() {
     local purge=$1
-    STEPS=$((purge ? 4 : 3))
+    STEPS=$((purge ? 5 : 4))
     step "stop the service"
     local stopped=0
     if [[ -f $UNIT ]]; then
@@ -641,6 +650,15 @@ uninstall() {
     fi
     rm -f -- "$PIDFILE" "$BOOTSTRAP_ENV"
     if ((stopped)); then done_step "stopped" changed; else done_step "not running"; fi
+
+    step "networks in the kernel (nube clear-datapath)"
+    if [[ -x $VENV/bin/nube && -f $DATA_DIR/cloud-id ]]; then
+        run "$VENV/bin/nube" clear-datapath --data-dir "$DATA_DIR" ||
+            die "nube clear-datapath failed"
+        done_step "bridges, namespaces, dnsmasq and nft tables removed" changed
+    else
+        done_step "nothing to remove"
+    fi
 
     step "nube command ($BINDIR/nube)"
     if [[ -L $BINDIR/nube && $(readlink -- "$BINDIR/nube") == "$VENV/bin/nube" ]]; then

@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--s3-port", type=int, help="S3 port (default 9000)")
     serve.add_argument("--public-url", help="base URL advertised in the catalog")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--public-cidr",
+        help="CIDR of the `public` network made at the first start; the host takes its first "
+        "address (default 172.24.4.0/24; empty: no default networks)",
+    )
 
     image = sub.add_parser("image", help="image helpers")
     image_sub = image.add_subparsers(dest="image_command", required=True)
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 "s3_port": getattr(args, "s3_port", None),
                 "public_url": getattr(args, "public_url", None),
                 "log_level": getattr(args, "log_level", None),
+                "public_cidr": getattr(args, "public_cidr", None),
             },
         )
     except (ValueError, TypeError, OSError) as exc:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,6 +27,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def unused_cidr() -> str:
+    """A /24 in 100.64.0.0/10 that no route of this host touches (test Nubes run side by side)."""
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                            text=True).stdout  # fmt: skip
+    taken = [ipaddress.ip_network(w, strict=False) for line in routes.splitlines()
+             for w in line.split()[:1] if w[0].isdigit()]  # fmt: skip
+    for _ in range(100):
+        cidr = ipaddress.ip_network(f"100.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24")
+        if not any(cidr.overlaps(t) for t in taken):
+            return str(cidr)
+    raise RuntimeError("no free /24 in 100.64.0.0/10")
 
 
 @dataclass

@@ -11,7 +11,6 @@ import http.server
 import ipaddress
 import json
 import os
-import random
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.api.harness import BIN, Nube, make_tenant
+from tests.api.harness import BIN, Nube, make_tenant, unused_cidr
 from tests.api.harness import openstack as cli
 from tests.api.test_compute import REASON, console, wait_for
 from tests.api.test_network import dnsmasqs, kernel_names, prefix
@@ -32,19 +31,6 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 SSH = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
        "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]  # fmt: skip
-
-
-def unused_cidr() -> str:
-    """A /24 in 100.64.0.0/10 that no route of this host touches (test Nubes run side by side)."""
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
-                            text=True).stdout  # fmt: skip
-    taken = [ipaddress.ip_network(w, strict=False) for line in routes.splitlines()
-             for w in line.split()[:1] if w[0].isdigit()]  # fmt: skip
-    for _ in range(100):
-        cidr = ipaddress.ip_network(f"100.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24")
-        if not any(cidr.overlaps(t) for t in taken):
-            return str(cidr)
-    raise RuntimeError("no free /24 in 100.64.0.0/10")
 
 
 @pytest.fixture(scope="module")

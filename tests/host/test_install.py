@@ -19,11 +19,14 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.api.harness import unused_cidr
 
 if os.geteuid() != 0:
     pytest.skip(
@@ -69,6 +72,7 @@ class Install:
     port: int = field(default_factory=free_port)
     s3_port: int = field(default_factory=free_port)
     pids: set[int] = field(default_factory=set)
+    public_cidr: str = field(default_factory=unused_cidr)
 
     @property
     def source(self) -> Path:
@@ -99,6 +103,7 @@ class Install:
             "NUBE_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "NUBE_SERVICE_MANAGER": "daemon",
             "NUBE_SERVICE_NAME": f"nube-test-{self.port}",
+            "NUBE_PUBLIC_CIDR": self.public_cidr,
         }
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -272,6 +277,26 @@ def test_second_run_keeps_the_same_daemon(
     assert alive(before)
 
 
+def links_of(data_dir: Path) -> dict[str, list[str]]:
+    """This installation's links (its cloud-id prefix) and their IPv4 addresses."""
+    prefix = "nb" + (data_dir / "cloud-id").read_text().strip()[:4]
+    shown = json.loads(subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True,
+                                      check=True).stdout)  # fmt: skip
+    return {
+        link["ifname"]: [a["local"] for a in link.get("addr_info", []) if a.get("family") == "inet"]
+        for link in shown
+        if link["ifname"].startswith(prefix)
+    }
+
+
+def test_the_first_start_gives_the_host_the_public_gateway(installed: Install) -> None:
+    host = installed.public_cidr.rsplit(".", 1)[0] + ".1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and [host] not in links_of(installed.data_dir).values():
+        time.sleep(0.5)
+    assert [host] in links_of(installed.data_dir).values()
+
+
 def test_uninstall_stops_the_daemon(
     uninstalled: tuple[subprocess.CompletedProcess[str], int | None],
 ) -> None:
@@ -289,6 +314,7 @@ def test_uninstall_removes_venv_and_command_but_keeps_data(
     assert not (installed.bindir / "nube").is_symlink()
     assert (installed.data_dir / "nube.db").is_file()
     assert (installed.data_dir / "admin-openrc.sh").is_file()
+    assert links_of(installed.data_dir) == {}  # bridges and namespaces go with the service
 
 
 def test_uninstall_purge_removes_the_data_dir(
