@@ -8,6 +8,7 @@ import base64
 import logging
 import shutil
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,9 +161,13 @@ class Lifecycle:
         dest = self.base_dir / f"{image.id}.{image.disk_format}"
         if not dest.exists():
             self.base_dir.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(".tmp")
-            await asyncio.to_thread(shutil.copyfile, self.blobs.path(image.blob), tmp)
-            tmp.replace(dest)
+            # A temp name of its own: two servers booting from one image copy it at the same time.
+            tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
+            try:
+                await asyncio.to_thread(shutil.copyfile, self.blobs.path(image.blob), tmp)
+                tmp.replace(dest)  # the same bytes either way: the last rename wins harmlessly
+            finally:
+                tmp.unlink(missing_ok=True)
         return dest
 
     async def _spec(

@@ -66,23 +66,33 @@ def desired_networks(svc: Network) -> list[NetworkSpec]:
 
 
 def _guards(svc: Network, network_id: str) -> tuple[PortGuard, ...]:
+    """Anti-spoofing for server ports with port security: their addresses and address pairs."""
     guards: dict[str, PortGuard] = {}
     for port in svc._rows(
-        "SELECT p.id, p.mac_address, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
-        "WHERE p.network_id = ? AND p.device_owner LIKE 'compute:%' ORDER BY p.id, f.ip_address", [network_id],
+        "SELECT p.id, p.mac_address, p.address_pairs, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
+        "WHERE p.network_id = ? AND p.device_owner LIKE 'compute:%' AND p.port_security = 1 "
+        "ORDER BY p.id, f.ip_address", [network_id],
     ):  # fmt: skip
         old = guards.get(port["id"])
-        ips = (*old.ips, port["ip_address"]) if old else (port["ip_address"],)
-        guards[port["id"]] = PortGuard(port["id"], port["mac_address"], ips)
+        pairs = json.loads(port["address_pairs"])
+        ips = (
+            (*old.ips, port["ip_address"])
+            if old
+            else (port["ip_address"], *(p["ip_address"] for p in pairs))
+        )
+        macs = tuple(sorted({p["mac_address"] for p in pairs} - {port["mac_address"]}))
+        guards[port["id"]] = PortGuard(port["id"], port["mac_address"], ips, macs)
     return tuple(guards.values())
 
 
 def _filters(svc: Network, network_id: str) -> tuple[PortFilter, ...]:
     """What the security groups of each server port on the network let in and out (IPv4)."""
     filters = []
+    seen: set[str] = set()
     for port in svc._rows(
-        "SELECT p.id, p.security_groups, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
-        "WHERE p.network_id = ? AND p.device_owner LIKE 'compute:%' ORDER BY p.id, f.ip_address", [network_id],
+        "SELECT p.id, p.security_groups, p.address_pairs, f.ip_address FROM ports p JOIN fixed_ips f ON f.port_id = p.id "
+        "WHERE p.network_id = ? AND p.device_owner LIKE 'compute:%' AND p.port_security = 1 "
+        "ORDER BY p.id, f.ip_address", [network_id],
     ):  # fmt: skip
         groups = json.loads(port["security_groups"])
         if not groups:
@@ -93,7 +103,13 @@ def _filters(svc: Network, network_id: str) -> tuple[PortFilter, ...]:
             unrestricted: tuple[Allow, ...] | None = None  # Neutron's default: any egress
         else:
             unrestricted = egress
-        filters.append(PortFilter(port["id"], port["ip_address"], ingress, unrestricted))
+        # The groups guard the port's own addresses and, once per port, its address pairs.
+        addresses = [port["ip_address"]]
+        if port["id"] not in seen:
+            seen.add(port["id"])
+            addresses += [p["ip_address"] for p in json.loads(port["address_pairs"])]
+        for address in addresses:
+            filters.append(PortFilter(port["id"], address, ingress, unrestricted))
     return tuple(filters)
 
 

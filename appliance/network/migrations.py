@@ -136,3 +136,11 @@ def m004_host_addresses(db: Database) -> None:
             address TEXT NOT NULL,
             prefixlen INTEGER NOT NULL)"""
     )
+
+
+@migrations()
+def m005_port_security(db: Database) -> None:
+    """Port security (a network's default, each port's own) and allowed address pairs."""
+    db.execute("ALTER TABLE networks ADD COLUMN port_security INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE ports ADD COLUMN port_security INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE ports ADD COLUMN address_pairs TEXT NOT NULL DEFAULT '[]'")

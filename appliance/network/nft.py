@@ -95,12 +95,13 @@ def guard_ruleset(table: str, guards: list[tuple[str, PortGuard]]) -> str:
     lines.append("  }")
     for _, guard in guards:
         ips = ", ".join(("0.0.0.0", *guard.ips))
+        macs = f"{{ {', '.join((guard.mac, *guard.macs))} }}" if guard.macs else guard.mac
         lines += [
             f"  chain g_{guard.port_id.replace('-', '')} {{",
-            f"    ether saddr != {guard.mac} drop",
+            f"    ether saddr != {macs} drop",
             f"    ether type ip ip saddr != {{ {ips} }} drop",
             "    ether type ip udp sport 67 drop",
-            f"    ether type arp arp saddr ether != {guard.mac} drop",
+            f"    ether type arp arp saddr ether != {macs} drop",
             f"    ether type arp arp saddr ip != {{ {ips} }} drop",
             "  }",
         ]
@@ -109,7 +110,7 @@ def guard_ruleset(table: str, guards: list[tuple[str, PortGuard]]) -> str:
 
 
 def _chain(port: PortFilter) -> str:
-    return f"p_{port.port_id.replace('-', '')}_{port.ip.replace('.', '_')}"
+    return f"p_{port.port_id.replace('-', '')}_{port.ip.replace('.', '_').replace('/', '_')}"
 
 
 def host_ruleset(table: str, bridges: list[str]) -> str:

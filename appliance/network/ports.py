@@ -3,6 +3,7 @@ addresses). A mixin of the Network service (service.py), split out by size."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sqlite3
 import uuid
@@ -16,6 +17,42 @@ from appliance.network.desired import DHCP_OWNER
 
 if TYPE_CHECKING:
     from appliance.network.service import Network, Row
+
+
+NO_SECURITY_NO_GROUPS = "Port security must be enabled and port must have an IP address in order to use security groups."
+NO_SECURITY_NO_PAIRS = (
+    "Port Security must be enabled in order to have allowed address pairs on a port."
+)
+
+
+def address_pairs(value: Any, mac: str) -> list[dict[str, str]]:
+    """Neutron's allowed_address_pairs: IPv4 addresses or CIDRs, each with a MAC (the port's own
+    by default) that may also send from the port."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+        raise Invalid("allowed_address_pairs must be a list of {ip_address, mac_address}.")
+    pairs: list[dict[str, str]] = []
+    for pair in value:
+        try:
+            net = ipaddress.ip_network(str(pair.get("ip_address")), strict=False)
+        except ValueError:
+            raise Invalid(f"Invalid input for allowed_address_pairs: '{pair.get('ip_address')}' is not "
+                          "a valid IP address or CIDR.") from None  # fmt: skip
+        if net.version != 4:
+            raise Invalid("Only IPv4 allowed address pairs are supported here.")
+        pair_mac = str(pair.get("mac_address") or mac).lower()
+        if len(pair_mac.split(":")) != 6:
+            raise Invalid(
+                f"Invalid input for mac_address: '{pair_mac}' is not a valid MAC address."
+            )
+        ip = str(net.network_address) if net.prefixlen == 32 else str(net)
+        entry = {"ip_address": ip, "mac_address": pair_mac}
+        if entry in pairs:
+            raise err(Invalid, "DuplicateAddressPairInRequest",
+                      f"Request contains duplicate address pair: mac_address {pair_mac} ip_address {ip}.")  # fmt: skip
+        pairs.append(entry)
+    return pairs
 
 
 class Ports:
@@ -60,21 +97,31 @@ class Ports:
             raise Invalid("fixed_ips must be a list of {subnet_id, ip_address}.")
         by_id = {s["id"]: s for s in subnets}
         owner = str(spec.get("device_owner") or "")
-        groups = (
-            []
-            if owner.startswith("network:")
-            else self.resolve_groups(project, spec.get("security_groups"))
-        )
+        network = self.network_row(network_id)
+        secure = _bool(spec, "port_security_enabled", bool(network and network["port_security"]))
+        if owner.startswith("network:"):
+            groups: list[str] = []
+        elif not secure:
+            if spec.get("security_groups"):
+                raise err(
+                    Invalid, "PortSecurityAndIPRequiredForSecurityGroups", NO_SECURITY_NO_GROUPS
+                )
+            groups = []
+        else:
+            groups = self.resolve_groups(project, spec.get("security_groups"))
+        pairs = address_pairs(spec.get("allowed_address_pairs"), mac.lower())
+        if pairs and not secure:
+            raise err(Conflict, "AddressPairAndPortSecurityRequired", NO_SECURITY_NO_PAIRS)
         port_id, now = str(uuid.uuid4()), stamp()
         try:
             with self.db.atomic():
                 self.db.execute(
                     "INSERT INTO ports (id, name, description, project_id, network_id, mac_address, admin_state_up, "
-                    "device_id, device_owner, security_groups, auto_delete, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "device_id, device_owner, security_groups, auto_delete, port_security, address_pairs, created_at, "
+                    "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [port_id, _text(spec, "name"), _text(spec, "description"), project, network_id, mac.lower(),
                      int(_bool(spec, "admin_state_up", True)), _text(spec, "device_id"), _text(spec, "device_owner"),
-                     json.dumps(groups), int(bool(spec.get("auto_delete"))), now, now],
+                     json.dumps(groups), int(bool(spec.get("auto_delete"))), int(secure), json.dumps(pairs), now, now],
                 )  # fmt: skip
                 for item in wanted:
                     self._allocate(port_id, network_id, item, by_id)
@@ -91,10 +138,13 @@ class Ports:
     ) -> None:
         subnet_id = item.get("subnet_id")
         if subnet_id is None and item.get("ip_address"):
+            try:
+                wanted_ip = ipaddress.ip_address(str(item["ip_address"]))
+            except ValueError:
+                raise Invalid(f"Invalid input for ip_address: '{item['ip_address']}' is not a "
+                              "valid IP address.") from None  # fmt: skip
             for s in by_id.values():
-                if ipam.parse_cidr(s["cidr"]).supernet_of(
-                    ipam.parse_cidr(f"{item['ip_address']}/32")
-                ):
+                if wanted_ip in ipam.parse_cidr(s["cidr"]):
                     subnet_id = s["id"]
         subnet = by_id.get(str(subnet_id))
         if subnet is None:
@@ -132,14 +182,40 @@ class Ports:
                 changes[key] = _text(spec, key)
         if "admin_state_up" in spec:
             changes["admin_state_up"] = int(_bool(spec, "admin_state_up", True))
+        secure = _bool(spec, "port_security_enabled", bool(row["port_security"]))
+        groups = json.loads(row["security_groups"])
         if "security_groups" in spec:
-            changes["security_groups"] = json.dumps(
-                self.resolve_groups(row["project_id"], spec["security_groups"] or [])
-            )
-        if changes:
+            groups = self.resolve_groups(row["project_id"], spec["security_groups"] or [])
+            changes["security_groups"] = json.dumps(groups)
+        if not secure and groups:
+            raise err(Conflict, "PortSecurityPortHasSecurityGroup", "Port has security group associated. "
+                      "Cannot disable port security or ip address until security group is removed.")  # fmt: skip
+        pairs = json.loads(row["address_pairs"])
+        if "allowed_address_pairs" in spec:
+            pairs = address_pairs(spec["allowed_address_pairs"], row["mac_address"])
+            changes["address_pairs"] = json.dumps(pairs)
+        if pairs and not secure:
+            raise err(Conflict, "AddressPairAndPortSecurityRequired", NO_SECURITY_NO_PAIRS)
+        changes["port_security"] = int(secure)
+        with self.db.atomic():
             self._update("ports", port_id, changes)
-            self.kick()
+            if "fixed_ips" in spec:
+                self._reallocate(row, spec["fixed_ips"])
+        self.kick()
         return self.get_port(ctx, port_id)
+
+    def _reallocate(self: Network, port: Row, wanted: Any) -> None:
+        """A port's fixed IPs replaced by those asked for (kept ones keep their address)."""
+        if not isinstance(wanted, list) or not all(isinstance(w, dict) for w in wanted):
+            raise Invalid("fixed_ips must be a list of {subnet_id, ip_address}.")
+        subnets = self._rows("SELECT * FROM subnets WHERE network_id = ?", [port["network_id"]])
+        self.db.execute("DELETE FROM fixed_ips WHERE port_id = ?", [port["id"]])
+        try:
+            for item in wanted:
+                self._allocate(port["id"], port["network_id"], item, {s["id"]: s for s in subnets})
+        except sqlite3.IntegrityError:
+            raise err(Conflict, "IpAddressInUse", f"Unable to complete operation for network "
+                      f"{port['network_id']}. The IP address is in use.") from None  # fmt: skip
 
     def delete_port(self: Network, ctx: Context, port_id: str) -> None:
         row = self.get_port(ctx, port_id)

@@ -134,9 +134,10 @@ class Network(Ports):
         with self.db.atomic():
             self.db.execute(
                 "INSERT INTO networks (id, name, description, project_id, admin_state_up, shared, external, mtu, "
-                "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "port_security, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [network_id, _text(spec, "name"), _text(spec, "description"), project,
-                 int(_bool(spec, "admin_state_up", True)), int(shared), int(external), mtu, now, now],
+                 int(_bool(spec, "admin_state_up", True)), int(shared), int(external), mtu,
+                 int(_bool(spec, "port_security_enabled", True)), now, now],
             )  # fmt: skip
         self.kick()
         return self.get_network(ctx, network_id)
@@ -157,6 +158,8 @@ class Network(Ports):
                 changes[key] = _text(spec, key)
         if "admin_state_up" in spec:
             changes["admin_state_up"] = int(_bool(spec, "admin_state_up", True))
+        if "port_security_enabled" in spec:  # the default of ports made from now on
+            changes["port_security"] = int(_bool(spec, "port_security_enabled", True))
         for key, column in (("shared", "shared"), ("router:external", "external")):
             if key in spec:
                 if not ctx.is_admin:
@@ -320,9 +323,12 @@ class Network(Ports):
         except RuntimeError:
             return  # no loop (a script or unit test): the next kick or reconcile converges
         try:
-            self.jobs.submit("network", "datapath", "converge", self._converge)
+            task = self.jobs.submit("network", "datapath", "converge", self._converge)
         except Conflict:
-            pass  # shutting down: reconcile converges at the next start
+            return  # shutting down: reconcile converges at the next start
+        # A kick that lands after the pass's last look at `_dirty` (while the job is still marked
+        # busy) must not be lost: look again once the job is over.
+        task.add_done_callback(lambda _: self._dirty and self.kick())
 
     async def _converge(self) -> None:
         while self._dirty:

@@ -48,7 +48,8 @@ class PortGuard:
 
     port_id: str
     mac: str
-    ips: tuple[str, ...]
+    ips: tuple[str, ...]  # addresses and CIDRs (address pairs) it may send from
+    macs: tuple[str, ...] = ()  # other MACs it may send from (address pairs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,7 @@ def network_json(row: Row, subnets: Sequence[str]) -> dict[str, Any]:
     return {
         **_common(row), "status": "ACTIVE", "admin_state_up": bool(row["admin_state_up"]),
         "shared": bool(row["shared"]), "router:external": bool(row["external"]), "subnets": list(subnets),
-        "mtu": row["mtu"], "port_security_enabled": True, "availability_zones": ["nova"],
+        "mtu": row["mtu"], "port_security_enabled": bool(row["port_security"]), "availability_zones": ["nova"],
         "availability_zone_hints": [], "ipv4_address_scope": None, "ipv6_address_scope": None,
         "is_default": False, "l2_adjacency": True,
     }  # fmt: skip
@@ -85,7 +85,8 @@ def port_json(row: Row, fixed_ips: Sequence[Row]) -> dict[str, Any]:
         "fixed_ips": [{"subnet_id": f["subnet_id"], "ip_address": f["ip_address"]} for f in fixed_ips],
         "device_id": row["device_id"], "device_owner": row["device_owner"], "status": port_status(row),
         "admin_state_up": bool(row["admin_state_up"]), "security_groups": json.loads(row["security_groups"]),
-        "allowed_address_pairs": [], "extra_dhcp_opts": [], "port_security_enabled": True,
+        "allowed_address_pairs": json.loads(row["address_pairs"]), "extra_dhcp_opts": [],
+        "port_security_enabled": bool(row["port_security"]),
         "binding:vnic_type": "normal", "binding:host_id": "", "binding:profile": {}, "binding:vif_type": "bridge",
         "binding:vif_details": {}, "dns_name": "", "dns_assignment": [], "propagate_uplink_status": False,
     }  # fmt: skip

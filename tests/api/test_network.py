@@ -308,3 +308,146 @@ def test_cli_quota_set_and_show_networks_through_keystone_limits(nube: Nube) -> 
         neutron(nube, f"/quotas/{t.project_id}/details"), headers=h, timeout=5
     ).json()
     assert detail["quota"]["network"] == {"limit": 3, "used": 0, "reserved": 0}
+
+
+def test_port_security_off_means_no_groups_and_no_guard(
+    nube: Nube, alice: Tenant, bob: Tenant
+) -> None:
+    env, admin = alice.env(nube), nube.env()
+    net = cli(env, "network", "create", "--disable-port-security", "open", "-f", "json")
+    try:
+        assert net["port_security_enabled"] is False
+        cli(
+            env,
+            "subnet",
+            "create",
+            "--network",
+            "open",
+            "--subnet-range",
+            "10.70.0.0/24",
+            "open-sub",
+        )
+        refused = cli(
+            env,
+            "port",
+            "create",
+            "--network",
+            "open",
+            "--security-group",
+            "default",
+            "x",
+            check=False,
+        )
+        assert refused.returncode != 0 and "Port security must be enabled" in refused.stderr
+        port = cli(env, "port", "create", "--network", "open", "p-open", "-f", "json")
+        assert port["port_security_enabled"] is False and port["security_group_ids"] == []
+        # A server port without port security gets no anti-spoofing chain (and no filter).
+        cli(
+            admin,
+            "port",
+            "set",
+            "--device-owner",
+            "compute:nova",
+            "--device",
+            "vm-x",
+            port["id"],
+        )
+        assert eventually(lambda: port["mac_address"] not in bridge_table(nube))
+        # Turning it on gives the port the default group and the guard; another project can't touch it.
+        assert (
+            cli(
+                bob.env(nube), "port", "set", "--enable-port-security", port["id"], check=False
+            ).returncode
+            != 0
+        )
+        cli(env, "port", "set", "--enable-port-security", "--security-group", "default", port["id"])
+        assert eventually(
+            lambda: f"ether saddr != {port['mac_address']} drop" in bridge_table(nube)
+        )
+        refused = cli(env, "port", "set", "--disable-port-security", port["id"], check=False)
+        assert refused.returncode != 0 and "security group" in refused.stderr
+    finally:
+        for p in cli(admin, "port", "list", "--network", net["id"], "-f", "json"):
+            cli(admin, "port", "delete", p["ID"], check=False)
+        cli(env, "network", "delete", "open", check=False)
+
+
+def test_allowed_address_pairs_and_fixed_ip_changes(nube: Nube, alice: Tenant) -> None:
+    env, admin = alice.env(nube), nube.env()
+    cli(env, "network", "create", "pairs")
+    try:
+        cli(
+            env,
+            "subnet",
+            "create",
+            "--network",
+            "pairs",
+            "--subnet-range",
+            "10.71.0.0/24",
+            "pairs-sub",
+        )
+        port = cli(env, "port", "create", "--network", "pairs", "--allowed-address", "ip-address=10.71.0.128/28",
+                   "--allowed-address", "ip-address=10.71.0.9,mac-address=fa:16:3e:00:00:09", "vip", "-f", "json")  # fmt: skip
+        assert {(p["ip_address"], p["mac_address"]) for p in port["allowed_address_pairs"]} == {
+            ("10.71.0.128/28", port["mac_address"]), ("10.71.0.9", "fa:16:3e:00:00:09")}  # fmt: skip
+        cli(
+            admin,
+            "port",
+            "set",
+            "--device-owner",
+            "compute:nova",
+            "--device",
+            "vm-y",
+            port["id"],
+        )
+        # The guard lets the pairs' addresses and MACs out; the groups guard the pair addresses too.
+        assert eventually(lambda: "10.71.0.128/28" in bridge_table(nube))
+        assert "fa:16:3e:00:00:09" in bridge_table(nube)
+        refused = cli(
+            env,
+            "port",
+            "set",
+            "--no-security-group",
+            "--disable-port-security",
+            port["id"],
+            check=False,
+        )
+        assert refused.returncode != 0 and "address pairs" in refused.stderr
+        cli(env, "port", "set", "--no-allowed-address", port["id"])
+        assert cli(env, "port", "show", port["id"], "-f", "json")["allowed_address_pairs"] == []
+        assert eventually(lambda: "10.71.0.128/28" not in bridge_table(nube))
+        # Fixed IPs change in place: keep none, take a chosen one.
+        cli(
+            env,
+            "port",
+            "set",
+            "--no-fixed-ip",
+            "--fixed-ip",
+            "subnet=pairs-sub,ip-address=10.71.0.50",
+            port["id"],
+        )
+        shown = cli(env, "port", "show", port["id"], "-f", "json")
+        assert [f["ip_address"] for f in shown["fixed_ips"]] == ["10.71.0.50"]
+        taken = cli(env, "port", "create", "--network", "pairs", "--fixed-ip", "ip-address=10.71.0.60", "other",
+                    "-f", "json")  # fmt: skip
+        clash = cli(
+            env, "port", "set", "--fixed-ip", "ip-address=10.71.0.60", port["id"], check=False
+        )
+        assert clash.returncode != 0 and "in use" in clash.stderr
+        after = cli(env, "port", "show", port["id"], "-f", "json")["fixed_ips"]
+        assert [f["ip_address"] for f in after] == ["10.71.0.50"]  # nothing half-done
+        cli(env, "port", "delete", taken["id"])
+    finally:
+        for p in cli(admin, "port", "list", "--network", "pairs", "-f", "json"):
+            cli(admin, "port", "delete", p["ID"], check=False)
+        cli(env, "network", "delete", "pairs", check=False)
+
+
+def bridge_table(nube: Nube) -> str:
+    """This cloud's anti-spoofing table as nft lists it (the ruleset text when not root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to read nftables")
+    done = subprocess.run(
+        ["nft", "list", "table", "bridge", f"{prefix(nube)}_as"], capture_output=True, text=True
+    )
+    return done.stdout
