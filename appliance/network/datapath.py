@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from appliance.network.metadata import ADDRESS as METADATA_ADDRESS
 from appliance.network.nft import guard_ruleset, host_ruleset, nat_ruleset, ruleset
@@ -181,6 +182,7 @@ class Datapath:
                     nsr.addr("del", index=index, address=stale, prefixlen=32)
                 if router.gateway_via:
                     nsr.route("replace", dst="0.0.0.0/0", gateway=router.gateway_via)
+            _static_routes(nsr, router.routes)
         gw = self.names.leg(router.gateway.port_id) if router.gateway else ""
         text = nat_ruleset(gw, router)
         done = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text, text=True,
@@ -385,6 +387,23 @@ class Datapath:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+STATIC = 4  # RTPROT_STATIC: the routes Nube adds for a router's `routes` carry it
+
+
+def _static_routes(nsr: Any, routes: Sequence[tuple[str, str]]) -> None:
+    """A router namespace's static routes become exactly `routes` (extraroute)."""
+    want = {(dst, via) for dst, via in routes}
+    for route in nsr.get_routes(family=2):
+        if route["proto"] != STATIC or route.get_attr("RTA_DST") is None:
+            continue
+        dst = f"{route.get_attr('RTA_DST')}/{route['dst_len']}"
+        via = route.get_attr("RTA_GATEWAY")
+        if (dst, via) not in want:
+            nsr.route("del", dst=dst, gateway=via, proto=STATIC)
+    for dst, via in sorted(want):
+        nsr.route("replace", dst=dst, gateway=via, proto=STATIC)
+
+
 def clear(data_dir: Path) -> int:
     """`nube clear-datapath`: converge to nothing, so exactly this cloud's kernel state goes."""
     id_file = data_dir / "cloud-id"
@@ -414,7 +433,7 @@ def dnsmasq_args(spec: DhcpSpec, folder: Path) -> list[str]:
     ]  # fmt: skip
     # Option 121 (RFC 3442) reaches the metadata service through this namespace; clients that take it
     # ignore option 3, so it carries the default route too.
-    routes = [f"{METADATA_ADDRESS}/32,{spec.address}"]
+    routes = [f"{METADATA_ADDRESS}/32,{spec.address}", *(f"{d},{via}" for d, via in spec.routes)]
     if spec.gateway:
         args.append(f"--dhcp-option=option:router,{spec.gateway}")
         routes.append(f"0.0.0.0/0,{spec.gateway}")

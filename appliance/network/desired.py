@@ -44,7 +44,8 @@ def desired_networks(svc: Network) -> list[NetworkSpec]:
             )  # fmt: skip
             dhcp.append(DhcpSpec(subnet["id"], subnet["cidr"], own["ip_address"], subnet["gateway_ip"],
                                  tuple(json.loads(subnet["dns_nameservers"])), network["mtu"], hosts,
-                                 own["mac_address"]))  # fmt: skip
+                                 own["mac_address"], tuple((r["destination"], r["nexthop"])
+                                 for r in json.loads(subnet["host_routes"]))))  # fmt: skip
         host = svc._one(
             "SELECT address, prefixlen FROM host_addresses WHERE network_id = ?", [network["id"]]
         )

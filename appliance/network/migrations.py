@@ -144,3 +144,8 @@ def m005_port_security(db: Database) -> None:
     db.execute("ALTER TABLE networks ADD COLUMN port_security INTEGER NOT NULL DEFAULT 1")
     db.execute("ALTER TABLE ports ADD COLUMN port_security INTEGER NOT NULL DEFAULT 1")
     db.execute("ALTER TABLE ports ADD COLUMN address_pairs TEXT NOT NULL DEFAULT '[]'")
+
+
+@migrations()
+def m006_router_snat(db: Database) -> None:
+    db.execute("ALTER TABLE routers ADD COLUMN enable_snat INTEGER NOT NULL DEFAULT 1")

@@ -4,6 +4,8 @@ gateways, SNAT and floating IPs are not here yet."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import uuid
 from typing import Any
 
@@ -61,6 +63,12 @@ class Routers:
         """Plug the router into an external network (a `network:router_gateway` port), or unplug it."""
         router = self._writable(ctx, router_id)
         network_id = (info or {}).get("network_id") if isinstance(info, dict | None) else None
+        if isinstance(info, dict) and "enable_snat" in info:
+            if not ctx.is_admin:  # Neutron's policy: only an admin chooses
+                raise err(Forbidden, "PolicyNotAuthorized",
+                          "Only an admin may set enable_snat of a router's gateway.")  # fmt: skip
+            snat = _bool(info, "enable_snat", True)
+            self.net._update("routers", router_id, {"enable_snat": int(snat)})
         if router["gateway_port_id"]:
             if network_id and self.net.port_row(router["gateway_port_id"]) is not None:
                 port = self.net.port_row(router["gateway_port_id"])
@@ -98,9 +106,45 @@ class Routers:
                 changes[key] = _text(spec, key)
         if "admin_state_up" in spec:
             changes["admin_state_up"] = int(_bool(spec, "admin_state_up", True))
+        if "routes" in spec:
+            changes["routes"] = json.dumps(self._routes(router_id, spec["routes"]))
         if changes:
             self.net._update("routers", router_id, changes)
+            self.net.kick()
         return self.get(ctx, router_id)
+
+    def _routes(self, router_id: str, routes: Any) -> list[dict[str, str]]:
+        """Static routes (extraroute): each next hop must be on one of the router's subnets."""
+        if routes is None:
+            return []
+        if not isinstance(routes, list) or not all(
+            isinstance(r, dict) and {"destination", "nexthop"} <= set(r) for r in routes
+        ):
+            raise Invalid("routes must be a list of {destination, nexthop}.")
+        connected = [ipam.parse_cidr(s["cidr"]) for s in self._subnets(router_id)]
+        result: list[dict[str, str]] = []
+        for route in routes:
+            try:
+                destination = ipaddress.ip_network(str(route["destination"]), strict=True)
+                nexthop = ipaddress.ip_address(str(route["nexthop"]))
+            except ValueError as exc:
+                raise Invalid(f"Invalid format for routes: {exc}") from None
+            if destination.version != 4 or nexthop.version != 4:
+                raise Invalid("Only IPv4 routes are supported here.")
+            if not any(nexthop in cidr for cidr in connected):
+                raise err(Invalid, "InvalidRoutes", f"Invalid format for routes: {route}, the nexthop "
+                          "is not connected with router.")  # fmt: skip
+            entry = {"destination": str(destination), "nexthop": str(nexthop)}
+            if entry not in result:
+                result.append(entry)
+        return result
+
+    def _subnets(self, router_id: str) -> list[Row]:
+        router = self.net._one("SELECT gateway_port_id FROM routers WHERE id = ?", [router_id])
+        ids = [leg["subnet_id"] for leg in self.interfaces(router_id)]
+        if router and router["gateway_port_id"]:
+            ids += [f["subnet_id"] for f in self.net.fixed_ips(router["gateway_port_id"])]
+        return [s for i in ids if (s := self.net.subnet_row(i)) is not None]
 
     def delete(self, ctx: Context, router_id: str) -> None:
         self._writable(ctx, router_id)
@@ -167,7 +211,7 @@ class Routers:
         port = self.net.port_row(router["gateway_port_id"]) if router["gateway_port_id"] else None
         if port is None:
             return None
-        return {"network_id": port["network_id"], "enable_snat": True,
+        return {"network_id": port["network_id"], "enable_snat": bool(router["enable_snat"]),
                 "external_fixed_ips": self.net.fixed_ips(port["id"])}  # fmt: skip
 
     def desired(self) -> list[RouterSpec]:
@@ -212,8 +256,9 @@ class Routers:
                     tuple(legs),
                     gateway,
                     via,
-                    tuple(cidrs) if gateway else (),
+                    tuple(cidrs) if gateway and router["enable_snat"] else (),
                     floating,
+                    tuple((r["destination"], r["nexthop"]) for r in json.loads(router["routes"])),
                 )
             )
         return specs

@@ -22,6 +22,7 @@ class DhcpSpec:
     mtu: int
     hosts: tuple[DhcpHost, ...]
     mac: str = ""  # the DHCP port's MAC, kept by the veth end across rebuilds (guests' ARP caches)
+    routes: tuple[tuple[str, str], ...] = ()  # the subnet's host routes (destination, next hop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class RouterSpec:
     gateway_via: str | None = None  # the external subnet's gateway: the router's default route
     snat_from: tuple[str, ...] = ()  # the CIDRs behind the router, SNAT to the gateway address
     floating: tuple[tuple[str, str], ...] = ()  # (floating IP, fixed IP): DNAT in, SNAT out
+    routes: tuple[tuple[str, str], ...] = ()  # static routes (destination CIDR, next hop)
 
 
 @dataclass(frozen=True, slots=True)

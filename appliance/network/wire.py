@@ -22,6 +22,9 @@ EXTENSIONS = (
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks."),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("port-security", "Port Security", "Provides port security"),
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
 )  # fmt: skip
 
 

@@ -451,3 +451,67 @@ def bridge_table(nube: Nube) -> str:
         ["nft", "list", "table", "bridge", f"{prefix(nube)}_as"], capture_output=True, text=True
     )
     return done.stdout
+
+
+def test_router_static_routes_snat_choice_and_subnet_host_routes(nube: Nube, alice: Tenant) -> None:
+    env, admin = alice.env(nube), nube.env()
+    cli(env, "network", "create", "rs")
+    sub = cli(env, "subnet", "create", "--network", "rs", "--subnet-range", "10.62.0.0/24", "--host-route",
+              "destination=10.90.0.0/16,gateway=10.62.0.254", "rs-sub", "-f", "json")  # fmt: skip
+    ext = cli(admin, "network", "create", "--external", "rs-ext", "-f", "json")
+    cli(admin, "subnet", "create", "--network", "rs-ext", "--subnet-range", "198.51.100.0/24", "--no-dhcp",
+        "rs-ext-sub")  # fmt: skip
+    router = cli(env, "router", "create", "rr", "-f", "json")
+    namespace = f"{prefix(nube)}-router-{router['id']}"
+
+    def in_router(*command: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", namespace, *command], capture_output=True,
+                              text=True).stdout  # fmt: skip
+
+    try:
+        # DHCP hands out the subnet's host routes (option 121) beside the metadata route.
+        args = (nube.data_dir / "dhcp" / sub["id"] / "args").read_text()
+        assert "10.90.0.0/16,10.62.0.254" in args and "169.254.169.254/32," in args
+        cli(env, "router", "add", "subnet", "rr", "rs-sub")
+        cli(env, "router", "set", "--external-gateway", "rs-ext", "rr")
+        refused = cli(env, "router", "set", "--route", "destination=10.91.0.0/24,gateway=192.0.2.7", "rr",
+                      check=False)  # fmt: skip
+        assert refused.returncode != 0 and "not connected" in refused.stderr
+        cli(env, "router", "set", "--route", "destination=10.91.0.0/24,gateway=10.62.0.7", "rr")
+        shown = cli(env, "router", "show", "rr", "-f", "json")
+        assert shown["routes"] == [{"destination": "10.91.0.0/24", "nexthop": "10.62.0.7"}]
+        if os.geteuid() == 0:
+            assert eventually(
+                lambda: "10.91.0.0/24 via 10.62.0.7" in in_router("ip", "-4", "route")
+            )
+            assert eventually(
+                lambda: "snat to 198.51.100." in in_router("nft", "list", "table", "ip", "nube_nat")
+            )
+        # Only an admin turns SNAT off; then the subnets behind leave unNATed (floating IPs still work).
+        denied = cli(
+            env,
+            "router",
+            "set",
+            "--external-gateway",
+            "rs-ext",
+            "--disable-snat",
+            "rr",
+            check=False,
+        )
+        assert denied.returncode != 0
+        cli(admin, "router", "set", "--external-gateway", ext["id"], "--disable-snat", router["id"])
+        shown = cli(env, "router", "show", "rr", "-f", "json")
+        assert shown["external_gateway_info"]["enable_snat"] is False
+        cli(env, "router", "unset", "--route", "destination=10.91.0.0/24,gateway=10.62.0.7", "rr")
+        assert cli(env, "router", "show", "rr", "-f", "json")["routes"] == []
+        if os.geteuid() == 0:
+            assert eventually(lambda: "10.91.0.0/24" not in in_router("ip", "-4", "route"))
+            assert eventually(
+                lambda: "snat to" not in in_router("nft", "list", "table", "ip", "nube_nat")
+            )
+    finally:
+        cli(env, "router", "unset", "--external-gateway", "rr", check=False)
+        cli(env, "router", "remove", "subnet", "rr", "rs-sub", check=False)
+        cli(env, "router", "delete", "rr", check=False)
+        cli(env, "network", "delete", "rs", check=False)
+        cli(admin, "network", "delete", "rs-ext", check=False)
