@@ -1,8 +1,10 @@
-"""Overview: the project's quota usage (instances, vCPUs, RAM, volumes, storage, floating IPs)."""
+"""Overview: the project's quota usage (instances, vCPUs, RAM, volumes, storage, floating IPs), with
+live charts of the last minutes drawn from the samples in History."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -10,6 +12,7 @@ from starlette.routing import Route
 
 from appliance.cloud import Cloud, cloud
 from appliance.console import session as sessions
+from appliance.console.history import History
 from appliance.console.pages import NavItem, render
 from appliance.context import Context
 
@@ -51,19 +54,46 @@ def meters(c: Cloud, ctx: Context) -> list[Meter]:
     ]  # fmt: skip
 
 
+ACTIVITY = "Actions (10 min)"
+
+
+def activity_count(c: Cloud, ctx: Context) -> int:
+    """The project's instance actions started in the last ten minutes."""
+    since = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return sum(1 for a in c.servers.recent_actions(ctx, 100) if a["start_time"] >= since)
+
+
+def sample(request: Request, c: Cloud, ctx: Context) -> list[Meter]:
+    """The meters now; also recorded in the project's History, which the charts draw."""
+    now = meters(c, ctx)
+    values = {m.label: m.used for m in now} | {ACTIVITY: activity_count(c, ctx)}
+    history(request).record(ctx.project_id or "", values)
+    return now
+
+
+def history(request: Request) -> History:
+    """The console app's History (routes.app() makes one per process)."""
+    found: History = request.app.state.history
+    return found
+
+
 async def overview(request: Request) -> Response:
     session = sessions.require(request)
     c = cloud(request)
-    return render(request, session, "overview.html", meters=meters(c, session.ctx),
-                  recent=c.servers.page(session.ctx, 0, 5),
+    return render(request, session, "overview.html", meters=sample(request, c, session.ctx),
+                  activity_label=ACTIVITY, recent=c.servers.page(session.ctx, 0, 5),
                   activity=c.servers.recent_actions(session.ctx, 10))  # fmt: skip
 
 
 async def usage(request: Request) -> Response:
-    """The meters again, for the overview's script to refresh them in place."""
+    """The meters again and the recent samples, for the overview's script to refresh in place."""
     session = sessions.require(request)
-    body = [{"label": m.label, "used": m.used, "limit": m.limit, "unit": m.unit, "text": m.text}
-            for m in meters(cloud(request), session.ctx)]  # fmt: skip
+    now = sample(request, cloud(request), session.ctx)
+    body = {
+        "meters": [{"label": m.label, "used": m.used, "limit": m.limit, "unit": m.unit, "text": m.text}
+                   for m in now],
+        "history": history(request).series(session.ctx.project_id or ""),
+    }  # fmt: skip
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

@@ -30,6 +30,7 @@ from appliance.console import (
     volumes,
 )
 from appliance.console import session as sessions
+from appliance.console.history import History
 from appliance.console.pages import NavItem, redirect, render
 from appliance.errors import Forbidden, NotFound, NubeError
 
@@ -90,6 +91,7 @@ def app() -> Starlette:
         },
     )
     console.state.nav = [item for area in AREAS for item in area.nav]
+    console.state.history = History()  # the overview's usage samples
     return console
 
 

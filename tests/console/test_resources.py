@@ -157,6 +157,41 @@ def test_the_overview_meters_follow_usage_without_a_reload(
                     headers=tenant.headers(nube), timeout=30)  # fmt: skip
 
 
+def test_the_overview_charts_draw_the_projects_samples_and_follow_a_new_volume(
+    member_page: Page, other_page: Page, nube: Nube, tenant: Tenant
+) -> None:
+    page = member_page
+    page.goto(f"{nube.url}/console/")
+    chart = page.locator("svg.spark[data-series='Volumes']")
+    expect(chart).to_have_attribute("data-last", "0")
+    page.evaluate("window.__notReloaded = true")
+    r = requests.post(f"{nube.url}/volume/v3/{tenant.project_id}/volumes",
+                      json={"volume": {"size": 2, "name": "charted"}}, headers=tenant.headers(nube), timeout=30)  # fmt: skip
+    assert r.status_code == 202, r.text
+    expect(chart).to_have_attribute("data-last", "1", timeout=20_000)
+    expect(page.locator("svg.spark[data-series='Volume storage']")).to_have_attribute(
+        "data-last", "2"
+    )
+    points = chart.locator("polyline").get_attribute("points") or ""
+    # A line: at least the sample before the volume and the one after.
+    assert len(points.split()) >= 2, points
+    assert page.evaluate("window.__notReloaded === true")
+    screenshot(page, "overview-charts")
+    # The samples behind the chart, as the page's script reads them: 0 first, 1 now.
+    history = page.request.get(f"{nube.url}/console/usage").json()["history"]
+    assert history["series"]["Volumes"][0] == 0 and history["series"]["Volumes"][-1] == 1
+    assert len(history["t"]) == len(history["series"]["Volumes"])
+    # Another project's charts are its own.
+    other_page.goto(f"{nube.url}/console/")
+    expect(other_page.locator("svg.spark[data-series='Volumes']")).to_have_attribute(
+        "data-last", "0"
+    )
+    theirs = other_page.request.get(f"{nube.url}/console/usage").json()["history"]["series"]
+    assert theirs["Volumes"] and set(theirs["Volumes"]) == {0}, theirs
+    requests.delete(f"{nube.url}/volume/v3/{tenant.project_id}/volumes/{r.json()['volume']['id']}",
+                    headers=tenant.headers(nube), timeout=30)  # fmt: skip
+
+
 def test_a_volume_is_extended_and_snapshotted_then_deleted(
     member_page: Page, nube: Nube, tenant: Tenant
 ) -> None:

@@ -53,23 +53,41 @@ document.addEventListener("DOMContentLoaded", () => {
     setInterval(tick, 3000);
   }
 
-  // The overview's usage meters refresh themselves.
-  for (const list of document.querySelectorAll("[data-usage]")) {
-    setInterval(async () => {
+  // The overview's usage meters and charts refresh themselves. Each chart is an inline SVG
+  // polyline over the recent samples the server keeps for the project (0 at the bottom).
+  const draw = (svg, values) => {
+    const line = svg.querySelector("polyline");
+    const top = Math.max(1, ...values);
+    const step = values.length > 1 ? 100 / (values.length - 1) : 0;
+    line.setAttribute("points", values.map((v, i) => (i * step).toFixed(1) + "," + (23 - (22 * v) / top).toFixed(1)).join(" "));
+    svg.dataset.last = values.length ? String(values[values.length - 1]) : "";
+    svg.dataset.count = String(values.length);
+  };
+  for (const root of document.querySelectorAll("[data-usage]")) {
+    const tick = async () => {
       if (document.hidden) return;
       try {
-        const response = await fetch(list.dataset.usage, { credentials: "same-origin" });
+        const response = await fetch(root.dataset.usage, { credentials: "same-origin" });
         if (!response.ok) return;
-        for (const m of await response.json()) {
-          const item = [...list.children].find((li) => li.dataset.label === m.label);
+        const answer = await response.json();
+        for (const m of answer.meters) {
+          const item = root.querySelector(`.meters li[data-label="${CSS.escape(m.label)}"]`);
           if (!item) continue;
           const meter = item.querySelector("meter");
           meter.max = m.limit > 0 ? m.limit : 1;
           meter.value = m.limit >= 0 ? m.used : 0;
           item.querySelector(".nums").textContent = m.text;
         }
+        for (const [label, values] of Object.entries(answer.history.series)) {
+          for (const svg of root.querySelectorAll(`svg[data-series="${CSS.escape(label)}"]`)) draw(svg, values);
+          for (const note of root.querySelectorAll(`[data-last-of="${CSS.escape(label)}"]`)) {
+            note.textContent = String(values[values.length - 1]);
+          }
+        }
       } catch (e) { /* the next tick retries */ }
-    }, 5000);
+    };
+    tick();
+    setInterval(tick, 5000);
   }
 
   // The console log's refresh button fetches the log in place.
