@@ -149,6 +149,9 @@ def test_ssh_from_the_host_through_the_floating_ip(
     done = wait_for(lambda: (r := ssh(keyfile, vm["fip"], "hostname")).returncode == 0 and r,
                     timeout=180, what="ssh through the floating IP")  # fmt: skip
     assert done.stdout.strip() == "vm-a"
+    # Its HTTP answers the host through the floating IP too (port 80 is open in the group).
+    page = requests.get(f"http://{vm['fip']}/", timeout=20).text
+    assert page.split() == ["vm-a", vm["id"]]
     shown = cli(cloud.env(), "server", "show", vm["id"], "-f", "json")
     assert vm["fip"] in json.dumps(shown["addresses"])
     # The metadata service answers the guest with its own data, OpenStack and EC2 style.
@@ -164,6 +167,23 @@ def test_ssh_from_the_host_through_the_floating_ip(
         keyfile, vm["fip"], "wget -qO- http://169.254.169.254/openstack/latest/network_data.json"
     )
     assert json.loads(net.stdout)["networks"][0]["type"] == "ipv4_dhcp"
+
+
+def test_a_spoofed_source_address_is_dropped(
+    cloud: Nube, vm: dict[str, Any], keyfile: Path
+) -> None:
+    """From its own address the guest reaches router1; from an address it borrows, nothing gets
+    through (the port's guard drops the IP packets and the ARP that would claim it)."""
+    own = ssh(keyfile, vm["fip"], "ping -c 2 -W 3 10.0.0.1 >/dev/null && echo reached || echo lost")
+    assert own.stdout.strip() == "reached"
+    spoof = ssh(keyfile, vm["fip"], "ip addr add 10.0.0.99/24 dev eth0; "
+                "ping -c 3 -W 3 -I 10.0.0.99 10.0.0.1 >/dev/null && echo reached || echo lost; "
+                "ip addr del 10.0.0.99/24 dev eth0")  # fmt: skip
+    assert spoof.stdout.strip() == "lost"
+    again = ssh(
+        keyfile, vm["fip"], "ping -c 2 -W 3 10.0.0.1 >/dev/null && echo reached || echo lost"
+    )
+    assert again.stdout.strip() == "reached"
 
 
 @pytest.fixture
