@@ -168,3 +168,96 @@ def test_an_admin_makes_a_project_and_user_that_can_log_in(browser: Browser, nub
     expect(page.get_by_role("heading", name="Overview of team-blue")).to_be_visible()
     expect(page.locator(".meters li", has_text="Instances")).to_contain_text("0 of 2")
     context.close()
+
+
+def test_the_downloaded_openrc_works_with_the_openstack_cli(
+    member_page: Page, nube: Nube, tenant: Tenant, tmp_path: Path
+) -> None:
+    page = member_page
+    page.goto(f"{nube.url}/console/access")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download openrc").click()
+    path = tmp_path / "openrc.sh"
+    info.value.save_as(path)
+    assert f"export OS_PROJECT_ID='{tenant.project_id}'" in path.read_text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    # The file asks for the password on stdin, as it would on a terminal.
+    result = subprocess.run(
+        ["bash", "-c", f". {path} && openstack project show -f json \"$OS_PROJECT_ID\""],
+        input="pw\n", env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == tenant.name
+
+
+def scoped_token(nube: Nube, user: str, project_id: str) -> requests.Response:
+    auth = {"identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"name": "Default"}, "password": "pw"}}},
+            "scope": {"project": {"id": project_id}}}  # fmt: skip
+    return requests.post(f"{nube.auth_url}/v3/auth/tokens", json={"auth": auth}, timeout=10)
+
+
+def admin_page(browser: Browser, nube: Nube) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    login(page, nube, "admin", ADMIN_PASSWORD)
+    page.goto(f"{nube.url}/console/admin")
+    return page
+
+
+def test_an_admin_disables_enables_and_deletes_a_project(browser: Browser, nube: Nube) -> None:
+    victim = make_tenant(nube, "gone")
+    admin = {"X-Auth-Token": nube.token()}
+    project_url = f"{nube.auth_url}/v3/projects/{victim.project_id}"
+    page = admin_page(browser, nube)
+    row = page.locator("section[aria-labelledby=projects-h] tr", has_text=victim.name)
+    expect(row.locator("td").nth(2)).to_have_text("yes")
+    row.get_by_role("button", name="Disable").click()
+    expect(page.locator(".flash")).to_contain_text("Project disabled")
+    expect(row.locator("td").nth(2)).to_have_text("no")
+    assert (
+        requests.get(project_url, headers=admin, timeout=10).json()["project"]["enabled"] is False
+    )
+    # Its member can no longer get a token scoped to it.
+    assert scoped_token(nube, victim.name, victim.project_id).status_code == 401
+    row.get_by_role("button", name="Enable").click()
+    expect(page.locator(".flash")).to_contain_text("Project enabled")
+    expect(row.locator("td").nth(2)).to_have_text("yes")
+    assert requests.get(project_url, headers=admin, timeout=10).json()["project"]["enabled"] is True
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete project ...?"
+    row.get_by_role("button", name="Delete").click()
+    expect(page.locator(".flash")).to_contain_text("Project deleted")
+    expect(row).to_have_count(0)
+    assert requests.get(project_url, headers=admin, timeout=10).status_code == 404
+    page.context.close()
+
+
+def test_an_admin_grants_and_revokes_a_role(browser: Browser, nube: Nube) -> None:
+    who = make_tenant(nube, "grant")
+    where = make_tenant(nube, "target")
+    admin = {"X-Auth-Token": nube.token()}
+    url = (f"{nube.auth_url}/v3/role_assignments?user.id={who.user_id}"
+           f"&scope.project.id={where.project_id}&include_names=1")  # fmt: skip
+    page = admin_page(browser, nube)
+    page.get_by_label("User", exact=True).select_option(label=who.name)
+    page.get_by_label("Role", exact=True).select_option(label="member")
+    page.get_by_label("On project").select_option(label=where.name)
+    page.get_by_role("button", name="Grant role").click()
+    expect(page.locator(".flash")).to_contain_text("Role granted")
+    grants = page.locator("section[aria-labelledby=roles-h] tr", has_text=who.name).filter(
+        has_text=where.name
+    )
+    expect(grants).to_have_count(1)
+    expect(grants.locator("td").nth(1)).to_have_text("member")
+    roles = requests.get(url, headers=admin, timeout=10).json()["role_assignments"]
+    assert [a["role"]["name"] for a in roles] == ["member"]
+    assert scoped_token(nube, who.name, where.project_id).status_code == 201
+    page.once("dialog", lambda dialog: dialog.accept())  # "Revoke member of ...?"
+    grants.get_by_role("button", name="Revoke").click()
+    expect(page.locator(".flash")).to_contain_text("Role revoked")
+    expect(grants).to_have_count(0)
+    assert requests.get(url, headers=admin, timeout=10).json()["role_assignments"] == []
+    assert scoped_token(nube, who.name, where.project_id).status_code == 401
+    page.context.close()

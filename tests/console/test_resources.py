@@ -100,6 +100,36 @@ def test_a_security_group_rule_is_added(member_page: Page, nube: Nube, tenant: T
     assert any(rule["port_range_min"] == 80 for rule in r.json()["security_group_rules"])
 
 
+def test_the_rule_then_the_group_are_deleted_and_another_project_never_saw_them(
+    member_page: Page, other_page: Page, nube: Nube, tenant: Tenant
+) -> None:
+    page = member_page
+    sg = f"{nube.url}/networking/v2.0/security-groups"
+    (group,) = requests.get(f"{sg}?name=http", headers=tenant.headers(nube), timeout=10).json()[
+        "security_groups"
+    ]
+    other_page.goto(f"{nube.url}/console/security-groups")
+    expect(other_page.get_by_role("heading", name="default")).to_be_visible()
+    expect(other_page.get_by_role("heading", name="http")).to_have_count(0)
+    page.goto(f"{nube.url}/console/security-groups")
+    card = page.locator("section.card", has=page.get_by_role("heading", name="http"))
+    card.get_by_role("row", name="ingress tcp (IPv4) 80 anywhere").get_by_role(
+        "button", name="Delete rule"
+    ).click()
+    expect(page.locator(".flash")).to_contain_text("Rule deleted")
+    expect(card.get_by_role("row", name="ingress tcp (IPv4) 80 anywhere")).to_have_count(0)
+    rules = requests.get(f"{sg}/{group['id']}", headers=tenant.headers(nube), timeout=10).json()
+    assert not [
+        r for r in rules["security_group"]["security_group_rules"] if r["port_range_min"] == 80
+    ]
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete security group http?"
+    card.get_by_role("button", name="Delete group").click()
+    expect(page.locator(".flash")).to_contain_text("Security group deleted")
+    expect(page.get_by_role("heading", name="http")).to_have_count(0)
+    r = requests.get(f"{sg}/{group['id']}", headers=tenant.headers(nube), timeout=10)
+    assert r.status_code == 404, r.text
+
+
 def test_an_image_uploads_with_a_progress_bar(
     member_page: Page, nube: Nube, tenant: Tenant, tmp_path: Path
 ) -> None:
