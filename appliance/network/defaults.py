@@ -5,7 +5,9 @@ bridge gives the host its gateway address (floating IPs answer the host), and in
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import subprocess
 
 from appliance.context import Context
 from appliance.network.routers import Routers
@@ -22,6 +24,14 @@ def create_default_networks(
     private = ipaddress.ip_network(private_cidr, strict=True)
     if public.overlaps(private):
         raise ValueError(f"public_cidr {public} and private_cidr {private} overlap")
+    if net.datapath.live:
+        clash = host_route_overlapping(public)
+        if clash is not None:
+            log.error(
+                "default networks not made: public_cidr %s overlaps this host's route to %s "
+                "(choose another with --public-cidr or public_cidr in nube.toml)", public, clash,
+            )  # fmt: skip
+            return
     host = str(next(public.hosts()))
     ext = net.create_network(admin, {"name": "public", "router:external": True})
     net.create_subnet(
@@ -47,3 +57,19 @@ def create_default_networks(
         "default networks: public %s (host address %s), private %s behind router1",
         public, host, private,
     )  # fmt: skip
+
+
+def host_route_overlapping(cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """A route of the host's main table into `cidr` (other than the default route), if any: the
+    host's address on `public` would shadow or be shadowed by it. (`ip -j`, not pyroute2: this runs
+    on the event loop, where pyroute2's own loop cannot start.)"""
+    done = subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True, text=True,
+                          timeout=30, check=True)  # fmt: skip
+    for route in json.loads(done.stdout or "[]"):
+        dst = route.get("dst", "default")
+        if dst == "default":
+            continue
+        network = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
+        if network.overlaps(cidr):
+            return str(network)
+    return None

@@ -339,3 +339,23 @@ def test_clearing_the_datapath_leaves_nothing_of_this_cloud(cloud: Nube) -> None
     cloud.start()  # and the next start builds it all again from the database
     assert prefix(cloud) + "_ex" in subprocess.run(["nft", "list", "tables"], capture_output=True,
                                                    text=True).stdout  # fmt: skip
+
+
+def test_a_public_cidr_on_the_hosts_own_routes_makes_no_default_networks(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Nube never gives the host an address inside a network it already routes (its uplink...)."""
+    shown = json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True,
+                                      check=True).stdout)  # fmt: skip
+    taken = [r["dst"] for r in shown if r.get("dst", "default") != "default" and "/" in r["dst"]]
+    if not taken:
+        pytest.skip("this host has no non-default IPv4 route to collide with")
+    server = Nube(
+        tmp_path_factory.mktemp("clash") / "data", extra_env={"NUBE_PUBLIC_CIDR": taken[0]}
+    )
+    server.start()
+    try:
+        assert cli(server.env(), "network", "list", "-f", "json") == []
+        assert "default networks not made" in server.log
+    finally:
+        server.stop()
