@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.api.harness import BIN, Nube, Tenant, make_tenant
 from tests.api.harness import openstack as cli
 from tests.api.test_compute import REASON as COMPUTE_REASON
+from tests.api.test_compute import wait_for
 from tests.console.conftest import TIMEOUT_MS, login, screenshot
 
 BOOT_MS = 300_000
@@ -123,3 +124,46 @@ def test_an_instance_on_a_routed_network_takes_a_floating_ip(
     assert [(f["floating_ip_address"], f["port_id"]) for f in fips] == [(address, ports[0]["id"])]
     page.goto(f"{nube.url}/console/networks")
     screenshot(page, "networks-topology")
+
+
+def test_the_floating_ip_is_disassociated_then_released_and_the_interface_removed(
+    page: Page, nube: Nube, tenant: Tenant
+) -> None:
+    net = f"{nube.url}/networking/v2.0"
+    h = tenant.headers(nube)
+    (fip,) = requests.get(f"{net}/floatingips", headers=h, timeout=10).json()["floatingips"]
+    address = fip["floating_ip_address"]
+    port = requests.get(f"{net}/ports/{fip['port_id']}", headers=h, timeout=10).json()["port"]
+    server_id = port["device_id"]
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    page.locator("form", has_text=f"{address} →").get_by_role("button", name="Disassociate").click()
+    expect(page.locator(".flash")).to_contain_text("Floating IP disassociated")
+    expect(page.get_by_text(f"{address} →")).to_have_count(0)
+    expect(page.get_by_label("Floating IP", exact=True)).to_contain_text(address)  # free again
+    after = requests.get(f"{net}/floatingips/{fip['id']}", headers=h, timeout=10).json()
+    assert after["floatingip"]["port_id"] is None and after["floatingip"]["status"] == "DOWN"
+
+    page.goto(f"{nube.url}/console/floating-ips")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Release <address>?"
+    page.get_by_role("row", name=re.compile(re.escape(address))).get_by_role(
+        "button", name="Release"
+    ).click()
+    expect(page.locator(".flash")).to_contain_text("Floating IP released")
+    expect(page.get_by_role("row", name=re.compile(re.escape(address)))).to_have_count(0)
+    r = requests.get(f"{net}/floatingips/{fip['id']}", headers=h, timeout=10)
+    assert r.status_code == 404, r.text
+
+    # The instance goes first: its port on the subnet would keep the router's interface in use.
+    requests.delete(f"{nube.url}/compute/v2.1/servers/{server_id}", headers=h, timeout=30)
+    wait_for(lambda: requests.get(f"{nube.url}/compute/v2.1/servers/{server_id}", headers=h,
+                                  timeout=10).status_code == 404, what="app1 deleted")  # fmt: skip
+    (router,) = requests.get(f"{net}/routers?name=edge", headers=h, timeout=10).json()["routers"]
+    page.goto(f"{nube.url}/console/networks")
+    card = page.locator(f"#router-{router['id']}")
+    expect(card).to_contain_text("10.31.0.1")
+    card.locator("li", has_text="10.31.0.1").get_by_role("button", name="Remove").click()
+    expect(page.locator(".flash")).to_contain_text("Interface removed")
+    expect(page.locator(f"#router-{router['id']}")).not_to_contain_text("10.31.0.1")
+    left = requests.get(f"{net}/ports?device_id={router['id']}&device_owner=network:router_interface",
+                        headers=h, timeout=10).json()["ports"]  # fmt: skip
+    assert left == []

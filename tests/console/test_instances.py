@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.api.harness import BIN, Nube, Tenant, make_tenant
 from tests.api.test_compute import REASON as COMPUTE_REASON
+from tests.api.test_compute import console, ready_lines, wait_for, wait_status
 from tests.console.conftest import TIMEOUT_MS, flash, login, screenshot
 
 BOOT_MS = 300_000
@@ -253,3 +254,38 @@ def test_stop_then_start_from_the_detail_page(user_page: Page, nube: Nube, serve
     page.get_by_role("button", name="Start").click()
     assert "Start requested" in flash(page)
     expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+
+
+def test_a_reboot_from_the_detail_page_boots_the_guest_again(
+    user_page: Page, nube: Nube, tenant: Tenant, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    wait_for(lambda: ready_lines(console(nube, tenant, server_id), "web1") >= 1, what="READY")
+    before = ready_lines(console(nube, tenant, server_id), "web1")
+    page.get_by_role("button", name="Reboot", exact=True).click()
+    assert "Reboot requested" in flash(page)
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    wait_for(lambda: ready_lines(console(nube, tenant, server_id), "web1") > before,
+             what="the guest's READY line after the reboot")  # fmt: skip
+    r = requests.get(f"{nube.url}/compute/v2.1/servers/{server_id}/os-instance-actions",
+                     headers=tenant.headers(nube), timeout=10)  # fmt: skip
+    assert "reboot" in [a["action"] for a in r.json()["instanceActions"]]
+
+
+def test_pause_then_unpause_from_the_detail_page(
+    user_page: Page, nube: Nube, tenant: Tenant, server_id: str
+) -> None:
+    page = user_page
+    page.goto(f"{nube.url}/console/instances/{server_id}")
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    page.get_by_role("button", name="Pause").click()
+    assert "Pause requested" in flash(page)
+    expect(page.locator("[data-field=status]")).to_have_text("PAUSED", timeout=BOOT_MS)
+    paused = wait_status(nube, tenant, server_id, "PAUSED")
+    assert paused["OS-EXT-STS:power_state"] == 3  # Nova's PAUSED
+    page.get_by_role("button", name="Unpause").click()
+    assert "Unpause requested" in flash(page)
+    expect(page.locator("[data-field=status]")).to_have_text("ACTIVE", timeout=BOOT_MS)
+    assert wait_status(nube, tenant, server_id, "ACTIVE")["OS-EXT-STS:power_state"] == 1
