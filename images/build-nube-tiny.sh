@@ -37,8 +37,9 @@ export LC_ALL=C TZ=UTC
 umask 022
 
 # Direct boot: qemu -kernel vmlinux -initrd initrd.img -append "$KERNEL_CMDLINE". The crypto
-# self-tests cost about a second of boot under TCG.
-KERNEL_CMDLINE="console=ttyS0 panic=-1 quiet cryptomgr.notests"
+# self-tests cost about a second of boot under TCG. tty0 first so that the VGA screen (the VNC
+# console) shows the boot too; the last console= (ttyS0) stays /dev/console, the serial protocol.
+KERNEL_CMDLINE="console=tty0 console=ttyS0 panic=-1 quiet cryptomgr.notests"
 # From the disk the VGA console gets the kernel's messages too; the last console= is /dev/console.
 DISK_CMDLINE="console=tty0 console=ttyS0,115200 panic=-1 quiet cryptomgr.notests"
 DISK_MIB=32

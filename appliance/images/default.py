@@ -179,7 +179,9 @@ def import_default(creds: Credentials, build_dir: Path, check_only: bool = False
         "/images",
         {"name": f"{NAME}-kernel", "disk_format": "aki", "container_format": "aki", **common},
     )
-    client.upload(kernel["id"], build_dir / "vmlinux", f"{NAME}-kernel")
+    # The bzImage, not the faster PVH vmlinux: only the real-mode setup tells the kernel about the
+    # VGA text screen, so only then does console=tty0 show the boot in the VNC console.
+    client.upload(kernel["id"], build_dir / "vmlinuz", f"{NAME}-kernel")
     ramdisk = client.call(
         "POST",
         "/images",

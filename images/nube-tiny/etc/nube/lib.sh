@@ -4,13 +4,18 @@
 
 NUBE_RUN=/run/nube
 
+to_consoles() { # /dev/console is the serial port; the VGA screen (tty0, the VNC console) gets a copy
+    echo "$*" >/dev/console
+    if [ -c /dev/tty0 ]; then echo "$*" >/dev/tty0 2>/dev/null || true; fi
+}
+
 say() { # the console protocol: one "NUBE-TINY ..." line
-    echo "NUBE-TINY $*" >/dev/console
+    to_consoles "NUBE-TINY $*"
 }
 
 log() { # for people: "nube-tiny: [<uptime>] ..."
     read -r _uptime _ </proc/uptime
-    echo "nube-tiny: [$_uptime] $*" >/dev/console
+    to_consoles "nube-tiny: [$_uptime] $*"
 }
 
 first_nic() { # the first network device backed by hardware (eth0 on a one-NIC guest)
