@@ -5,6 +5,7 @@ It is called only from Textual thread workers (see NubeApp.call), never on the U
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,35 @@ Json = dict[str, Any]
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 NOVA_VERSION = "2.96"
 CHUNK = 1 << 16
+
+
+class _Client(httpx.Client):
+    """httpx.Client whose close() waits for the requests still running in worker threads, so no
+    connection is handed back to a pool that is already closed (it would stay open, unowned)."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=TIMEOUT)
+        self._idle = threading.Condition()
+        self._running = 0
+        self._closing = False
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        with self._idle:
+            if self._closing:
+                raise httpx.RequestError("the session is closed", request=request)
+            self._running += 1
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def close(self) -> None:
+        with self._idle:
+            self._closing = True
+            self._idle.wait_for(lambda: self._running == 0, timeout=TIMEOUT.read or 30.0)
+        super().close()
 
 
 class ApiError(Exception):
@@ -57,7 +87,7 @@ class Session:
     """A scoped token with its catalog; rescope() moves it to another project of the same user."""
 
     creds: Credentials
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=TIMEOUT))
+    http: httpx.Client = field(default_factory=_Client)
     token: str = ""
     user_id: str = ""
     user_name: str = ""
