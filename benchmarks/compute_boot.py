@@ -113,7 +113,7 @@ class Server:
         env = {**os.environ, "NUBE_ADMIN_PASSWORD": PASSWORD, "NUBE_LOG_LEVEL": level}
         with (self.log or Path(os.devnull)).open("ab") as out:
             self.proc = subprocess.Popen([str(BIN / "nube"), "serve", "--data-dir", str(self.data_dir), "--bind", "127.0.0.1",
-                                          "--port", str(self.port), "--s3-port", str(self.s3)], env=env,
+                                          "--port", str(self.port), "--s3-port", str(self.s3), "--public-cidr", ""], env=env,
                                          stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
         for _ in range(300):
             try:

@@ -362,6 +362,8 @@ def main() -> int:
         env["NUBE_ADMIN_PASSWORD"] = PASSWORD
         nube = Path(sys.prefix) / "bin" / "nube"
         serve = [str(nube), "serve", "--data-dir", str(tmp / "data"), "--bind", HOST]
+        # No default networks: nothing of this run stays in the kernel.
+        serve += ["--public-cidr", ""]
         serve += ["--port", str(port), "--s3-port", str(s3_port)]
         with log.open("wb") as sink:
             proc = subprocess.Popen(serve, env=env, stdout=sink, stderr=subprocess.STDOUT)

@@ -139,7 +139,7 @@ def main() -> int:
     port, s3 = free_port(), free_port()
     env = {**os.environ, "NUBE_ADMIN_PASSWORD": PASSWORD, "NUBE_LOG_LEVEL": "warning"}
     proc = subprocess.Popen([str(BIN / "nube"), "serve", "--data-dir", str(data_dir), "--bind", "127.0.0.1", "--port",
-                             str(port), "--s3-port", str(s3)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                             str(port), "--s3-port", str(s3), "--public-cidr", ""], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     load_before = os.getloadavg()[0]
     rounds: list[Round] = []

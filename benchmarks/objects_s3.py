@@ -104,7 +104,7 @@ def start_nube(work: Path) -> Server:
     port, s3 = free_port(), free_port()
     env = {**os.environ, "NUBE_ADMIN_PASSWORD": PASSWORD, "NUBE_LOG_LEVEL": "warning"}
     cmd = [str(BIN / "nube"), "serve", "--data-dir", str(work / "nube"), "--bind", "127.0.0.1",
-           "--port", str(port), "--s3-port", str(s3)]  # fmt: skip
+           "--port", str(port), "--s3-port", str(s3), "--public-cidr", ""]  # fmt: skip
     log = open(work / "nube.log", "wb")
     proc = subprocess.Popen(pinned(cmd), env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/identity"
