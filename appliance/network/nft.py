@@ -4,9 +4,8 @@ that Nube did not name."""
 
 from __future__ import annotations
 
+from appliance.network.metadata import ADDRESS as METADATA  # reachable whatever the egress rules
 from appliance.network.specs import Allow, PortFilter, PortGuard, RouterSpec
-
-METADATA = "169.254.169.254"  # the metadata service (metadata.py) stays reachable, as DHCP does
 
 
 def ruleset(table: str, filters: list[tuple[str, PortFilter]]) -> str:

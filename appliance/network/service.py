@@ -17,7 +17,7 @@ from appliance.errors import Conflict, Forbidden, Invalid, NotFound, OverQuota
 from appliance.network import ipam
 from appliance.network.common import _bool, _text, err, stamp
 from appliance.network.datapath import Datapath
-from appliance.network.desired import desired_networks
+from appliance.network.desired import DHCP_OWNER, desired_networks
 from appliance.network.guests import instance_at, network_data
 from appliance.network.metadata import Metadata
 from appliance.network.ports import Ports
@@ -33,7 +33,6 @@ SERVICE_TYPE = "network"
 DEFAULT_LIMITS = {
     "network": 100, "subnet": 100, "port": 500, "security_group": 10, "router": 10, "floatingip": 50,
 }  # fmt: skip
-DHCP_OWNER = "network:dhcp"
 Row = dict[str, Any]
 LimitFn = Callable[[str, str], int]
 
