@@ -12,7 +12,7 @@ import ctypes
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +63,13 @@ class _Hasher:
         return {name: h.hexdigest() for name, h in self.named.items()}
 
 
+def digest(data: bytes, algorithms: Sequence[str], extra: Sequence[Hash] = ()) -> dict[str, str]:
+    """Hex digests of `data` for each hashlib algorithm (each `extra` hash is fed it too)."""
+    hasher = _Hasher(algorithms, extra)
+    hasher.update(data)
+    return hasher.hexdigests()
+
+
 # sync_file_range(2) is not in the os module; without it the final fsync does all the work.
 _libc = ctypes.CDLL(None, use_errno=True)
 _sync_file_range = getattr(_libc, "sync_file_range", None)
@@ -82,8 +89,11 @@ class _Sink:
     gigabytes wait) and the final fsync writes it all while the client waits. The fsync in
     `finish` is what makes the blob durable; starting early only shortens it."""
 
-    def __init__(self, path: Path, hasher: _Hasher, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, path: Path, hasher: _Hasher, pool: ThreadPoolExecutor, place: Callable[[Path], None]
+    ) -> None:
         self.path = path
+        self.place = place
         self.fd = -1
         self.hasher = hasher
         self.pool = pool
@@ -119,10 +129,11 @@ class _Sink:
             self.flushed = self.offset
 
     def finish(self, batch: list[bytes]) -> None:
-        """Write the last batch, then fsync and close."""
+        """Write the last batch, fsync and close, then `place` the file (in this same thread)."""
         self.write(batch)
         os.fsync(self.fd)
         self.close()
+        self.place(self.path)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -155,6 +166,7 @@ class Blobs:
         self.io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="nube-blob-io")
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._dirs: set[Path] = set()  # key directories known to exist
 
     def path(self, key: str) -> Path:
         if not key or "/" in key or key.startswith("."):
@@ -173,13 +185,18 @@ class Blobs:
         limit: int | None = None,
         algorithms: Sequence[str] = ALL_DIGESTS,
         extra: Sequence[Hash] = (),
+        key: str | None = None,
     ) -> Written:
         """Stream `chunks` to a new temp file; BlobTooLarge past `limit` bytes (the file is removed).
 
         The bytes are hashed with each hashlib `algorithms` (hex digests in the result) and fed to
-        every `extra` hash object the caller keeps."""
+        every `extra` hash object the caller keeps. With `key`, the finished file is also
+        committed under it (as `commit` does, in the same worker thread: one hop fewer) and the
+        result's path is the blob's own; a caller that then rejects the bytes `discard`s it."""
         path = self.tmp / f"{uuid.uuid4().hex}.part"
-        sink = _Sink(path, _Hasher(algorithms, extra), self._pool)
+        final = path if key is None else self.path(key)
+        place = (lambda p: None) if key is None else (lambda p: self._rename(p, final))
+        sink = _Sink(path, _Hasher(algorithms, extra), self._pool, place)
         run = asyncio.get_running_loop().run_in_executor
         size = 0
         # Double buffering: while a worker thread writes and hashes one batch of chunks, the loop
@@ -209,10 +226,12 @@ class Blobs:
                 await asyncio.gather(pending, return_exceptions=True)
             sink.close()
             path.unlink(missing_ok=True)
+            if final != path:
+                final.unlink(missing_ok=True)  # maybe placed before the caller was cancelled
             raise
         digests = sink.hasher.hexdigests()
         return Written(
-            path,
+            final,
             size,
             digests.get("md5", ""),
             digests.get("sha256", ""),
@@ -223,10 +242,21 @@ class Blobs:
     def commit(self, written: Written, key: str) -> Path:
         """Move a written temp file into place under `key` (atomic rename, directory fsync'd)."""
         target = self.path(key)
-        target.parent.mkdir(exist_ok=True)
-        os.replace(written.path, target)
-        _fsync_dir(target.parent)
+        self._rename(written.path, target)
         return target
+
+    def _rename(self, source: Path, target: Path) -> None:
+        if target.parent not in self._dirs:
+            target.parent.mkdir(exist_ok=True)
+            self._dirs.add(target.parent)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:  # the directory went away under us: make it again, once
+            if not source.exists():
+                raise
+            target.parent.mkdir(exist_ok=True)
+            os.replace(source, target)
+        _fsync_dir(target.parent)
 
     async def place(self, written: Written, key: str) -> Path:
         """`commit` off the event loop (a directory fsync there would stall every request)."""

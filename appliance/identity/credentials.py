@@ -36,11 +36,18 @@ def _writer(ctx: Context, what: str) -> None:
         raise Forbidden(f"An application credential cannot be used to create {what}.")
 
 
+OPENED_KEEP = 4096  # decrypted EC2 credential blobs kept in memory (oldest dropped first)
+
+
 class Credentials:
     def __init__(self, identity: Identity, blob_keys: KeyRing) -> None:
         self.identity = identity
         self.db = identity.db
         self.blob_keys = blob_keys
+        # Decrypted EC2 blobs by their ciphertext, so a signed S3 request does not pay a Fernet
+        # decryption each time. The row itself is still read for every request: a deleted or
+        # re-encrypted credential never answers from here.
+        self._opened: dict[str, dict[str, Any]] = {}
 
     # -- application credentials ----------------------------------------------------------------
 
@@ -172,10 +179,15 @@ class Credentials:
     # -- EC2 credentials -----------------------------------------------------------------------
 
     def _ec2(self, row: dict[str, Any]) -> Ec2Credential:
-        raw = self.blob_keys.decrypt(row["blob"])
-        if raw is None:
-            raise NotFound("The credential cannot be read with the current keys.")
-        blob = json.loads(raw)
+        blob = self._opened.get(row["blob"])
+        if blob is None:
+            raw = self.blob_keys.decrypt(row["blob"])
+            if raw is None:
+                raise NotFound("The credential cannot be read with the current keys.")
+            blob = json.loads(raw)
+            if len(self._opened) >= OPENED_KEEP:
+                self._opened.pop(next(iter(self._opened)))
+            self._opened[row["blob"]] = blob
         return Ec2Credential(
             blob["access"], blob["secret"], row["user_id"], row["project_id"], row["id"]
         )

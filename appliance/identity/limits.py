@@ -45,15 +45,13 @@ class Limits:
 
     def limit(self, project_id: str, service_type: str, resource_name: str) -> int:
         service_id = self._service_id(service_type)
-        row = self.identity._one(
-            "SELECT resource_limit AS v FROM limits WHERE project_id = ? AND service_id = ? "
-            "AND resource_name = ?",
-            [project_id, service_id, resource_name],
-        ) or self.identity._one(
-            "SELECT default_limit AS v FROM registered_limits WHERE service_id = ? AND resource_name = ?",
-            [service_id, resource_name],
+        row = self.identity._one(  # the project's own limit, else the registered default
+            "SELECT coalesce((SELECT resource_limit FROM limits WHERE project_id = ? "
+            "AND service_id = ? AND resource_name = ?), (SELECT default_limit FROM "
+            "registered_limits WHERE service_id = ? AND resource_name = ?)) AS v",
+            [project_id, service_id, resource_name, service_id, resource_name],
         )
-        return -1 if row is None else int(row["v"])
+        return -1 if row is None or row["v"] is None else int(row["v"])
 
     # -- registered limits -----------------------------------------------------------------------
 

@@ -149,24 +149,26 @@ class Identity:
         return Role.from_row(row)
 
     def roles_on(self, user_id: str, target_type: str, target_id: str) -> tuple[Role, ...]:
-        """The user's effective roles on a target: direct assignments plus the roles they imply."""
-        rows = self._all(
-            "SELECT r.* FROM role_assignments a JOIN roles r ON r.id = a.role_id "
-            "WHERE a.user_id = ? AND a.target_type = ? AND a.target_id = ?",
-            [user_id, target_type, target_id],
-        )
-        return self._with_implied([Role.from_row(r) for r in rows])
+        """The user's effective roles on a target: direct assignments plus the roles they imply.
 
-    def _with_implied(self, roles: list[Role]) -> tuple[Role, ...]:
-        found = {r.name: r for r in roles}
+        One query: the assigned roles, and beside them every role some role can imply."""
+        implied_names = sorted({n for names in IMPLIED_ROLES.values() for n in names})
+        marks = ", ".join("?" for _ in implied_names)
+        rows = self._all(
+            "SELECT r.id, r.name, r.description, a.role_id IS NOT NULL AS held FROM roles r "
+            "LEFT JOIN role_assignments a ON a.role_id = r.id AND a.user_id = ? "
+            "AND a.target_type = ? AND a.target_id = ? "
+            f"WHERE a.role_id IS NOT NULL OR r.name IN ({marks})",
+            [user_id, target_type, target_id, *implied_names],
+        )
+        by_name = {r["name"]: Role.from_row(r) for r in rows}
+        found = {r["name"]: by_name[r["name"]] for r in rows if r["held"]}
         pending = list(found)
         while pending:
-            for implied in IMPLIED_ROLES.get(pending.pop(), ()):
-                if implied not in found:
-                    row = self._one("SELECT * FROM roles WHERE name = ?", [implied])
-                    if row is not None:
-                        found[implied] = Role.from_row(row)
-                        pending.append(implied)
+            for name in IMPLIED_ROLES.get(pending.pop(), ()):
+                if name not in found and name in by_name:
+                    found[name] = by_name[name]
+                    pending.append(name)
         return tuple(sorted(found.values(), key=lambda r: r.name))
 
     # -- domains -------------------------------------------------------------------------------

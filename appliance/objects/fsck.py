@@ -3,10 +3,12 @@
 SQLite is the source of truth (s3gw ADR 0009 takes the same stance: "orphaned files... countered
 by an offline fsck tool"). Found, and with `repair` fixed:
 
-* a version or multipart part whose blob is missing, or has the wrong size or MD5: the row is
+* a version or multipart part whose blob (file, or inline row for a small object) is missing,
+  or has the wrong size or MD5: the row is
   dropped (the object is lost; keeping a row that reads back wrong bytes is worse), and a wrong
   blob is moved to <data-dir>/lost+found/objects/ rather than deleted;
-* an object blob no row names: deleted (a crash between rename and commit);
+* an object blob no row names: deleted (a crash between rename and commit), and likewise a
+  small object's inline bytes (table inline_data) that no version names;
 * temp files in blobs/tmp: deleted (a crash mid-upload);
 * bucket object/byte counters that disagree with the rows: recomputed.
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from appliance.blobs import Blobs
+from appliance.objects import inline
 from appliance.objects.service import BLOB_SUFFIX
 
 READ = 1 << 20
@@ -61,8 +64,17 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _segment_problem(blobs: Blobs, blob: str, size: int) -> tuple[str, str] | None:
-    """(kind, detail) if the blob is not a file of `size` bytes."""
+def _segment_problem(db: Database, blobs: Blobs, blob: str, size: int) -> tuple[str, str] | None:
+    """(kind, detail) if the segment is not a file (or inline row) of `size` bytes."""
+    if inline.is_inline(blob):
+        row = db.execute(
+            "SELECT length(data) FROM inline_data WHERE id = ?", [_inline_id(blob)]
+        ).fetchone()
+        if row is None:
+            return "missing-blob", blob
+        if row[0] != size:
+            return "bad-size", f"{blob}: {row[0]} bytes stored, {size} in the row"
+        return None
     try:
         path = blobs.path(blob)
     except ValueError:
@@ -75,8 +87,30 @@ def _segment_problem(blobs: Blobs, blob: str, size: int) -> tuple[str, str] | No
     return None
 
 
-def _version_etag(blobs: Blobs, segments: list[list[object]], multipart: bool) -> str:
-    md5s = [_md5(blobs.path(str(s[0]))) for s in segments]
+def _inline_id(key: str) -> int:
+    try:
+        return int(key.removeprefix(inline.PREFIX))
+    except ValueError:
+        return -1
+
+
+def _segment_md5(db: Database, blobs: Blobs, key: str) -> str:
+    if inline.is_inline(key):
+        data = inline.load(db, key)
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+    return _md5(blobs.path(key))
+
+
+def _exists(db: Database, blobs: Blobs, key: str) -> bool:
+    if inline.is_inline(key):
+        return bool(
+            db.execute("SELECT 1 FROM inline_data WHERE id = ?", [_inline_id(key)]).fetchone()
+        )
+    return blobs.exists(key)
+
+
+def _version_etag(db: Database, blobs: Blobs, segments: list[list[object]], multipart: bool) -> str:
+    md5s = [_segment_md5(db, blobs, str(s[0])) for s in segments]
     if not multipart:
         return md5s[0] if md5s else hashlib.md5(b"", usedforsecurity=False).hexdigest()
     joined = b"".join(bytes.fromhex(m) for m in md5s)
@@ -100,15 +134,15 @@ def check(db: Database, blobs: Blobs, lost_found: Path, repair: bool = False) ->
         if sum(int(s[1]) for s in segments) != size:
             problem = ("bad-size", "segment sizes do not add up to the object size")
         for blob, seg_size in segments:
-            problem = problem or _segment_problem(blobs, str(blob), int(seg_size))
+            problem = problem or _segment_problem(db, blobs, str(blob), int(seg_size))
         wrong: list[str] = []
         if problem is None:
-            actual = _version_etag(blobs, segments, multipart=bool(json.loads(parts_json)))
+            actual = _version_etag(db, blobs, segments, multipart=bool(json.loads(parts_json)))
             if actual != etag:
                 problem = ("bad-md5", f"content MD5 {actual}, ETag {etag}")
                 wrong = [str(s[0]) for s in segments]
         else:
-            wrong = [str(s[0]) for s in segments if blobs.exists(str(s[0]))]
+            wrong = [str(s[0]) for s in segments if _exists(db, blobs, str(s[0]))]
         if problem:
             report.problems.append(Problem(problem[0], where, problem[1]))
             bad_versions.append((vid, bucket, key, wrong))
@@ -118,7 +152,7 @@ def check(db: Database, blobs: Blobs, lost_found: Path, repair: bool = False) ->
     ).fetchall():
         report.checked_parts += 1
         referenced.add(blob)
-        problem = _segment_problem(blobs, blob, size)
+        problem = _segment_problem(db, blobs, blob, size)
         if problem is None and _md5(blobs.path(blob)) != etag:
             problem = ("bad-md5", f"{blob}: content MD5 differs from part ETag {etag}")
         if problem:
@@ -131,6 +165,9 @@ def check(db: Database, blobs: Blobs, lost_found: Path, repair: bool = False) ->
         if name not in referenced:
             orphans.append(name)
             report.problems.append(Problem("orphan-blob", name, "no row names it"))
+    inline_orphans = sorted(inline.keys(db) - referenced)
+    for name in inline_orphans:
+        report.problems.append(Problem("orphan-blob", name, "no row names it"))
     temps = sorted(blobs.tmp.glob("*.part"))
     for temp in temps:
         report.problems.append(Problem("temp-file", str(temp.relative_to(blobs.root.parent))))
@@ -140,16 +177,25 @@ def check(db: Database, blobs: Blobs, lost_found: Path, repair: bool = False) ->
         _drop_parts(db, blobs, lost_found, bad_parts)
         for name in orphans:
             blobs.delete(name)
+        with db.atomic():
+            inline.drop(db, inline_orphans)
         for temp in temps:
             temp.unlink(missing_ok=True)
         _recount(db)
     return report
 
 
-def _quarantine(blobs: Blobs, lost_found: Path, names: list[str]) -> None:
+def _quarantine(db: Database, blobs: Blobs, lost_found: Path, names: list[str]) -> None:
+    """Move the blobs to lost+found (an inline one is written there, then its row deleted)."""
     lost_found.mkdir(parents=True, exist_ok=True)
     for name in names:
-        os.replace(blobs.path(name), lost_found / name)
+        if inline.is_inline(name):
+            target = lost_found / name.replace(":", "-")
+            target.write_bytes(inline.load(db, name))
+            with db.atomic():
+                inline.drop(db, [name])
+        else:
+            os.replace(blobs.path(name), lost_found / name)
 
 
 def _drop_versions(
@@ -166,7 +212,7 @@ def _drop_versions(
                     [bucket, key],
                 )
     for *_, wrong in bad:
-        _quarantine(blobs, lost_found, wrong)
+        _quarantine(db, blobs, lost_found, wrong)
 
 
 def _drop_parts(
@@ -177,7 +223,7 @@ def _drop_parts(
             db.execute(
                 "DELETE FROM parts WHERE upload_id = ? AND part_number = ?", [upload_id, number]
             )
-    _quarantine(blobs, lost_found, [blob for *_, blob in bad if blob])
+    _quarantine(db, blobs, lost_found, [blob for *_, blob in bad if blob])
 
 
 _TRUE_COUNTS = (

@@ -74,3 +74,9 @@ _INITIAL = [
 def m001_initial(db: Database) -> None:
     for statement in _INITIAL:
         db.execute(statement)
+
+
+@migrations()
+def m00X_inline_data(db: Database) -> None:
+    # Bodies of small objects, named by their version's segment key "inline:<id>" (see inline.py).
+    db.execute("CREATE TABLE inline_data (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")

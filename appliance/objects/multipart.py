@@ -129,8 +129,8 @@ class Multipart:
             )
         if up.checksum_algorithm and not checks.checksum_algorithm:
             checks.checksum_algorithm = up.checksum_algorithm
-        written, value = await self.store.receive(bucket.project_id, body, checks, part=True)
-        blob = await self.store._commit_blob(written)
+        written, value, _ = await self.store.receive(bucket.project_id, body, checks, part=True)
+        blob = written.path.name
 
         def change() -> dict[str, Any] | None:
             self.upload(name, key, upload_id)  # not aborted meanwhile
@@ -223,10 +223,9 @@ class Multipart:
                 value = checksums.b64(h.digest())
             else:
                 value = checksums.composite(up.checksum_algorithm, [p.checksum for p in chosen])
-        left = self.store.bytes_left(bucket.project_id)
+        left = self.store.room(bucket.project_id)
         if left is not None and total > left:
             raise S3Error("QuotaExceeded", "The byte quota of the project is exceeded.")
-        self.store._check_count(bucket.project_id)
         unused = [p.blob for n, p in have.items() if n not in {c.part_number for c in chosen}]
 
         def change() -> tuple[Version, list[str]]:

@@ -15,13 +15,14 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from appliance.blobs import Blobs, BlobTooLarge, Written
+from appliance.blobs import Blobs, BlobTooLarge, Written, digest
 from appliance.context import Context
-from appliance.objects import checksums
+from appliance.objects import checksums, inline
 from appliance.objects.commits import GroupCommit
 from appliance.objects.errors import S3Error
 
@@ -129,6 +130,17 @@ class Conditions:
     if_none_match: str | None = None
     if_modified_since: float | None = None
     if_unmodified_since: float | None = None
+
+    def __bool__(self) -> bool:  # any condition given at all
+        return any(
+            v is not None
+            for v in (
+                self.if_match,
+                self.if_none_match,
+                self.if_modified_since,
+                self.if_unmodified_since,
+            )
+        )
 
 
 def new_version_id() -> str:
@@ -309,18 +321,20 @@ class ObjectStore:
         assert row is not None
         return row["n"], row["o"], row["b"]
 
-    def bytes_left(self, project_id: str) -> int | None:
-        limit = self.limit(project_id, "object_size_total")
-        if limit < 0:
+    def room(self, project_id: str, adding: int = 1) -> int | None:
+        """Bytes the project may still store (None: no limit), once QuotaExceeded is ruled out for
+        `adding` more objects. One usage query for both quotas."""
+        count_limit = self.limit(project_id, "object_count_total") if adding else -1
+        size_limit = self.limit(project_id, "object_size_total")
+        if count_limit < 0 and size_limit < 0:
             return None
-        return max(0, limit * 1024 * 1024 - self.usage(project_id)[2])
-
-    def _check_count(self, project_id: str, adding: int = 1) -> None:
-        limit = self.limit(project_id, "object_count_total")
-        if limit >= 0 and self.usage(project_id)[1] + adding > limit:
+        _, objects, used = self.usage(project_id)
+        if 0 <= count_limit < objects + adding:
             raise S3Error(
-                "QuotaExceeded", f"The object count quota ({limit}) of the project is reached."
+                "QuotaExceeded",
+                f"The object count quota ({count_limit}) of the project is reached.",
             )
+        return None if size_limit < 0 else max(0, size_limit * 1024 * 1024 - used)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -378,6 +392,11 @@ class ObjectStore:
             offset = seg_end
             if seg_end <= start or seg_start >= end:
                 continue
+            if inline.is_inline(key):
+                yield inline.load(
+                    self.db, key, max(start, seg_start) - seg_start, min(end, seg_end) - seg_start
+                )
+                continue
             async for chunk in self.blobs.read(
                 key, max(start, seg_start) - seg_start, min(end, seg_end) - seg_start
             ):
@@ -391,7 +410,10 @@ class ObjectStore:
             offset = seg_end
             if seg_end > start and seg_start < end:
                 lo, hi = max(start, seg_start) - seg_start, min(end, seg_end) - seg_start
-                parts.append(await self.blobs.read_small(key, lo, hi))
+                if inline.is_inline(key):
+                    parts.append(inline.load(self.db, key, lo, hi))
+                else:
+                    parts.append(await self.blobs.read_small(key, lo, hi))
         return b"".join(parts)
 
     def list_objects(
@@ -511,32 +533,48 @@ class ObjectStore:
 
     async def receive(
         self, project_id: str, body: AsyncIterable[bytes], checks: Checks, part: bool = False
-    ) -> tuple[Written, str]:
-        """Stream a body to a verified temp blob: (written, its checksum in base64 or "")."""
+    ) -> tuple[Written, str, bytes | None]:
+        """Read and verify a body: (written, its checksum in base64 or "", the bytes if small).
+
+        A body of at most inline.INLINE_MAX bytes (not a multipart part) comes back whole, for
+        the caller to store with its row; `written.path` is then meaningless. A larger one is
+        already a blob committed under its key, `written.path.name`; a caller whose row does
+        not commit deletes it (GroupCommit.run does)."""
         algorithm = checks.checksum_algorithm
         extra = checksums.new(algorithm) if algorithm else None
         digests = ["md5"] + (["sha256"] if checks.sha256_hex else [])
-        if not part:
-            self._check_count(project_id)
-        left = self.bytes_left(project_id)
+        left = self.room(project_id, adding=0 if part else 1)
         if left is not None and checks.length is not None and checks.length > left:
             raise S3Error("QuotaExceeded", "The byte quota of the project is exceeded.")
-        try:
-            written = await self.blobs.write(body, left, digests, [extra] if extra else [])
-        except BlobTooLarge:
-            raise S3Error("QuotaExceeded", "The byte quota of the project is exceeded.") from None
+        data = None
+        if not part:
+            data, body = await inline.gather(body)
+        if data is not None:
+            if left is not None and len(data) > left:
+                raise S3Error("QuotaExceeded", "The byte quota of the project is exceeded.")
+            found = digest(data, digests, [extra] if extra else [])
+            written = Written(Path(), len(data), found["md5"], found.get("sha256", ""), "", found)
+        else:
+            try:
+                written = await self.blobs.write(
+                    body,
+                    left,
+                    digests,
+                    [extra] if extra else [],
+                    key=uuid.uuid4().hex + BLOB_SUFFIX,
+                )
+            except BlobTooLarge:
+                raise S3Error(
+                    "QuotaExceeded", "The byte quota of the project is exceeded."
+                ) from None
         try:
             value = checksums.b64(extra.digest()) if extra else ""
             _verify(written, checks, value)
         except BaseException:
-            self.blobs.discard(written)
+            if data is None:
+                self.blobs.discard(written)
             raise
-        return written, value
-
-    async def _commit_blob(self, written: Written) -> str:
-        key = uuid.uuid4().hex + BLOB_SUFFIX
-        await self.blobs.place(written, key)
-        return key
+        return written, value, data
 
     def _insert(
         self, bucket: Bucket, key: str, fields: dict[str, Any]
@@ -545,23 +583,22 @@ class ObjectStore:
         versioned = bucket.versioning == "Enabled"
         version_id = new_version_id() if versioned else "null"
         dropped: list[str] = []
-        replaced = (
-            self._all(
-                "SELECT * FROM versions WHERE bucket = ? AND key = ? AND version_id = 'null'",
+        objects = size = 0  # the bucket's counters move by these
+        if not versioned:
+            for row in self._all(
+                "DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = 'null' "
+                "RETURNING *",
+                [bucket.name, key],
+            ):
+                old = Version.from_row(row)
+                dropped += inline.drop(self.db, [s[0] for s in old.segments])
+                if not old.delete_marker:
+                    objects, size = objects - 1, size - old.size
+        if bucket.versioning:  # else every version was a "null" one, just deleted
+            self.db.execute(
+                "UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
                 [bucket.name, key],
             )
-            if not versioned
-            else []
-        )
-        for row in replaced:
-            old = Version.from_row(row)
-            dropped += [s[0] for s in old.segments]
-            self.db.execute("DELETE FROM versions WHERE id = ?", [old.id])
-            self._count(bucket.name, old, -1)
-        self.db.execute(
-            "UPDATE versions SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
-            [bucket.name, key],
-        )
         row = {
             "bucket": bucket.name,
             "key": key,
@@ -574,14 +611,19 @@ class ObjectStore:
             if name in row and not isinstance(row[name], str):
                 row[name] = json.dumps(row[name])
         columns = ", ".join(row)
-        cursor = self.db.execute(
-            f"INSERT INTO versions ({columns}) VALUES ({', '.join('?' for _ in row)})",
+        inserted = self._one(
+            f"INSERT INTO versions ({columns}) VALUES ({', '.join('?' for _ in row)}) RETURNING *",
             list(row.values()),
         )
-        v = Version.from_row(
-            self._one("SELECT * FROM versions WHERE id = ?", [cursor.lastrowid]) or {}
-        )
-        self._count(bucket.name, v, +1)
+        assert inserted is not None
+        v = Version.from_row(inserted)
+        if not v.delete_marker:
+            objects, size = objects + 1, size + v.size
+        if objects or size:
+            self.db.execute(
+                "UPDATE buckets SET objects = objects + ?, bytes = bytes + ? WHERE name = ?",
+                [objects, size, bucket.name],
+            )
         return v, dropped
 
     def _count(self, bucket: str, v: Version, sign: int) -> None:
@@ -610,8 +652,8 @@ class ObjectStore:
         _check_key(key)
         if conditions:
             check_conditions(self._live(name, key), conditions, reading=False)
-        written, value = await self.receive(bucket.project_id, body, checks)
-        blob = await self._commit_blob(written)
+        written, value, data = await self.receive(bucket.project_id, body, checks)
+        blob = "" if data is not None else written.path.name
 
         def change() -> tuple[Version, list[str]]:
             if conditions:
@@ -630,7 +672,7 @@ class ObjectStore:
                     "checksum_algorithm": checks.checksum_algorithm,
                     "checksum": value,
                     "checksum_type": "FULL_OBJECT" if value else "",
-                    "segments": [[blob, written.size]],
+                    "segments": [[blob or inline.store(self.db, data or b""), written.size]],
                 },
             )
 
@@ -703,7 +745,7 @@ class ObjectStore:
                 v = Version.from_row(row)
                 self.db.execute("DELETE FROM versions WHERE id = ?", [v.id])
                 self._count(name, v, -1)
-                dropped = [s[0] for s in v.segments]
+                dropped = inline.drop(self.db, [s[0] for s in v.segments])
                 if v.is_latest:
                     self.db.execute(
                         "UPDATE versions SET is_latest = 1 WHERE id = (SELECT max(id) FROM versions "
@@ -719,7 +761,7 @@ class ObjectStore:
                 if v_ is not None:
                     self.db.execute("DELETE FROM versions WHERE id = ?", [v_.id])
                     self._count(name, v_, -1)
-                    dropped = [s[0] for s in v_.segments]
+                    dropped = inline.drop(self.db, [s[0] for s in v_.segments])
                 result = ("", False)
         self._drop_blobs(dropped)
         return result
@@ -770,6 +812,11 @@ class ObjectStore:
             if key not in known:
                 self.blobs.delete(key)
                 removed += 1
+        orphans = inline.keys(self.db) - known  # none, unless the database was edited by hand
+        if orphans:
+            with self.db.atomic():
+                inline.drop(self.db, orphans)
+            removed += len(orphans)
         return removed
 
 

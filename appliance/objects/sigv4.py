@@ -9,6 +9,7 @@ sigv4-streaming.html, sigv4-streaming-trailers.html, and RestAuthentication.html
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import time
@@ -62,9 +63,10 @@ class Signed:
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+    return hmac.digest(key, msg.encode(), "sha256")
 
 
+@functools.lru_cache(maxsize=1024)  # a key serves a whole day of one credential's requests
 def signing_key(secret: str, date: str, region: str, service: str = "s3") -> bytes:
     key = _hmac(("AWS4" + secret).encode(), date)
     key = _hmac(key, region)
@@ -109,8 +111,14 @@ def _uris(raw_path: str) -> list[str]:
 
 
 def _parse_amz_date(value: str) -> float:
+    """Seconds since the epoch of an ISO 8601 basic time (20261124T093100Z); strptime is slow."""
     try:
-        return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+        if len(value) != 16 or not value.isascii() or value[8] != "T" or value[15] != "Z":
+            raise ValueError(value)
+        if not (value[:8].isdigit() and value[9:15].isdigit()):
+            raise ValueError(value)
+        return datetime(int(value[:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
+                        int(value[11:13]), int(value[13:15]), tzinfo=UTC).timestamp()  # fmt: skip
     except ValueError:
         raise S3Error("AccessDenied", f"Invalid X-Amz-Date: {value}") from None
 
@@ -152,7 +160,7 @@ def _v4(
                 hashlib.sha256(request.encode()).hexdigest(),
             ]
         )
-        return hmac.new(signing_key(secret, date, region), to_sign.encode(), "sha256").hexdigest()
+        return hmac.digest(signing_key(secret, date, region), to_sign.encode(), "sha256").hex()
 
     uris = _uris(raw_path)
 

@@ -39,6 +39,17 @@ def blob_paths(data_dir: Path, bucket: str, key: str) -> list[Path]:
     return [data_dir / "blobs" / s[0][:2] / s[0] for s in json.loads(segments)]
 
 
+def inline_id(data_dir: Path, bucket: str, key: str) -> int:
+    with sqlite3.connect(data_dir / "nube.db") as db:
+        (segments,) = db.execute(
+            "SELECT segments FROM versions WHERE bucket = ? AND key = ? AND is_latest = 1",
+            [bucket, key],
+        ).fetchone()
+    (segment,) = json.loads(segments)
+    assert segment[0].startswith("inline:"), segment
+    return int(segment[0].removeprefix("inline:"))
+
+
 @dataclass
 class Run:
     nube: Nube
@@ -60,11 +71,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         s3 = client(nube, keys)
         bucket = bucket_name()
         s3.create_bucket(Bucket=bucket)
-        bodies = {
-            "intact": b"fine" * 1000,
-            "deleted": b"gone" * 1000,
-            "corrupted": b"flip" * 1000,
-            "truncated": b"short" * 1000,
+        bodies = {  # 80 KB and more: blob files; the small-* ones live inline in the database
+            "intact": b"fine" * 20000,
+            "deleted": b"gone" * 20000,
+            "corrupted": b"flip" * 20000,
+            "truncated": b"short" * 20000,
+            "small-intact": b"tiny" * 100,
+            "small-deleted": b"lost" * 100,
+            "small-corrupted": b"bent" * 100,
             "multipart-intact": b"m" * (5 * MiB) + b"tail",
             "multipart-corrupted": b"n" * (5 * MiB) + b"tail",
         }
@@ -99,6 +113,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"nobody's")
     (data / "blobs" / "tmp" / "deadbeef.part").write_bytes(b"half an upload")
+    with sqlite3.connect(data / "nube.db") as db:
+        db.execute(
+            "DELETE FROM inline_data WHERE id = ?", [inline_id(data, bucket, "small-deleted")]
+        )
+        db.execute(
+            "UPDATE inline_data SET data = ? WHERE id = ?",
+            [b"BENT" + b"bent" * 99, inline_id(data, bucket, "small-corrupted")],
+        )
+        db.execute("INSERT INTO inline_data (id, data) VALUES (99999, x'6e6f626f6479')")
     check = fsck(data)
     repair = fsck(data, "--repair")
     recheck = fsck(data)
@@ -123,8 +146,11 @@ def test_fsck_reports_each_broken_object_orphan_and_temp_file(run: Run) -> None:
     assert f"bad-md5: {b}/multipart-corrupted" in out
     assert "orphan-blob: ab" + "0" * 30 + ".obj" in out
     assert "temp-file: blobs/tmp/deadbeef.part" in out
+    assert f"missing-blob: {b}/small-deleted" in out
+    assert f"bad-md5: {b}/small-corrupted" in out
+    assert "orphan-blob: inline:99999" in out
     assert "intact" not in out
-    assert "6 problem(s); run with --repair to fix" in out
+    assert "9 problem(s); run with --repair to fix" in out
 
 
 def test_a_check_without_repair_changes_nothing(run: Run) -> None:
@@ -139,19 +165,21 @@ def test_fsck_repair_leaves_a_clean_store(run: Run) -> None:
     data = run.nube.data_dir
     assert not list((data / "blobs" / "tmp").glob("*.part"))
     assert not (data / "blobs" / "ab" / ("ab" + "0" * 30 + ".obj")).exists()
-    assert (
-        len(list((data / "lost+found" / "objects").iterdir())) == 4
-    )  # corrupted, truncated, both parts
+    # corrupted, truncated, both parts, and the corrupted inline object written out as a file
+    assert len(list((data / "lost+found" / "objects").iterdir())) == 5
+    with sqlite3.connect(data / "nube.db") as db:
+        assert not db.execute("SELECT 1 FROM inline_data WHERE id = 99999").fetchone()
 
 
 def test_after_repair_intact_objects_read_back_and_broken_ones_are_gone(run: Run) -> None:
     s3, b = run.s3, run.bucket
     listed = {o["Key"]: o for o in s3.list_objects_v2(Bucket=b)["Contents"]}
-    assert set(listed) == {"intact", "multipart-intact"}
+    assert set(listed) == {"intact", "multipart-intact", "small-intact"}
     for key in listed:
         body = s3.get_object(Bucket=b, Key=key)["Body"].read()
         assert hashlib.md5(body).digest() == hashlib.md5(run.bodies[key]).digest()
-    for key in ("deleted", "corrupted", "truncated", "multipart-corrupted"):
+    for key in ("deleted", "corrupted", "truncated", "multipart-corrupted", "small-deleted",
+                "small-corrupted"):  # fmt: skip
         with pytest.raises(ClientError) as exc:
             s3.head_object(Bucket=b, Key=key)
         assert exc.value.response["Error"]["Code"] == "404"

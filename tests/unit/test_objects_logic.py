@@ -14,7 +14,7 @@ import pytest
 from appliance.blobs import Blobs
 from appliance.context import Context
 from appliance.db import migrate, open_db
-from appliance.objects import checksums
+from appliance.objects import checksums, inline
 from appliance.objects.errors import S3Error
 from appliance.objects.migrations import migrations
 from appliance.objects.service import (
@@ -220,10 +220,11 @@ def test_concurrent_puts_share_commits_and_a_failed_one_leaves_no_blob(store: Ob
         await store.put(member(), "b", "taken", body(b"first"), Attributes(), Checks())
         commits.clear()
         puts = [
-            store.put(member(), "b", f"k{i}", body(b"x" * i), Attributes(), Checks())
+            # both kinds: inline (at most INLINE_MAX bytes) and blob files (from k9 up)
+            store.put(member(), "b", f"k{i}", body(b"x" * i * 8000), Attributes(), Checks())
             for i in range(20)
         ]
-        clash = store.put(member(), "b", "taken", body(b"second"), Attributes(), Checks(),
+        clash = store.put(member(), "b", "taken", body(b"second" * 20000), Attributes(), Checks(),
                           Conditions(if_none_match="*"))  # fmt: skip
         return await asyncio.gather(*puts, clash, return_exceptions=True)
 
@@ -232,7 +233,9 @@ def test_concurrent_puts_share_commits_and_a_failed_one_leaves_no_blob(store: Ob
     assert isinstance(results[20], S3Error) and results[20].code == "PreconditionFailed"
     assert len(commits) < 20
     assert page(store)[0] == sorted(["taken", *(f"k{i}" for i in range(20))])
-    assert sorted(store.blobs.keys(BLOB_SUFFIX)) == sorted(store.referenced())
+    files, inlined = list(store.blobs.keys(BLOB_SUFFIX)), inline.keys(store.db)
+    assert len(files) == 11 and len(inlined) == 10  # "taken" (inline) and k0..k8
+    assert sorted([*files, *inlined]) == sorted(store.referenced())
     got = asyncio.run(_read(store, "taken"))
     assert got == b"first"
 
