@@ -238,8 +238,13 @@ def where_time_goes(rounds: list[Round], rates: dict[str, float], size_mib: int)
         f"uploaded nube serve used {nube * 1000:.2f} core-seconds in all (the two digests on two threads, HTTP receive, "
         f"writes) and curl {curl * 1000:.2f}: with both cores free and nothing else running, the upload cannot exceed about "
         f"{ceiling:,.0f} MB/s, {ceiling / dd:.0%} of the median dd. The disk work overlaps the CPU work: the kernel is asked "
-        "to start writing each MiB as soon as it is written (sync_file_range), so the closing fsync finds little left "
-        "(before that change, in a profiling run, the whole GiB waited for it: about 1.1 s of a 3.5 s upload). Rounds in which neighbours "
+        "to start writing each MiB as soon as it is written (sync_file_range) and every 64 MiB an fdatasync runs in another "
+        "thread while the upload goes on, so the closing fsync finds little left. On this virtual disk an fsync costs "
+        "0.5 to 0.9 s per GiB written since the last one, however slowly the bytes came (early writeback alone does not "
+        "make them durable), so without the background syncs every upload waited that long after its last byte. The "
+        "bytes are received, written and hashed as a pipeline (up to 4 MiB in flight; md5, sha512 and the writes each "
+        "in order on their own thread). dd varies from round to round by almost a factor of two on this machine (its "
+        "first round is always the slowest), hence the median of the per-round shares. Rounds in which neighbours "
         "took CPU (*others*) lose throughput in proportion.",
     ]
 
