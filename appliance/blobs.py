@@ -78,7 +78,7 @@ if _sync_file_range is not None:
     _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 SYNC_FILE_RANGE_WRITE = 2
 WRITEBACK = 1 << 20  # start writing to disk every 1 MiB
-SYNC_EVERY = 64 << 20  # fdatasync in the background every 64 MiB of a long write
+SYNC_EVERY = 4 << 20  # fdatasync in the background after each 4 MiB (one at a time per blob)
 DEPTH = 4  # batches in flight per blob: the loop keeps reading while the workers catch up
 
 

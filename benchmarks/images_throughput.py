@@ -238,7 +238,7 @@ def where_time_goes(rounds: list[Round], rates: dict[str, float], size_mib: int)
         f"uploaded nube serve used {nube * 1000:.2f} core-seconds in all (the two digests on two threads, HTTP receive, "
         f"writes) and curl {curl * 1000:.2f}: with both cores free and nothing else running, the upload cannot exceed about "
         f"{ceiling:,.0f} MB/s, {ceiling / dd:.0%} of the median dd. The disk work overlaps the CPU work: the kernel is asked "
-        "to start writing each MiB as soon as it is written (sync_file_range) and every 64 MiB an fdatasync runs in another "
+        "to start writing each MiB as soon as it is written (sync_file_range) and after each 4 MiB an fdatasync runs in another "
         "thread while the upload goes on, so the closing fsync finds little left. On this virtual disk an fsync costs "
         "0.5 to 0.9 s per GiB written since the last one, however slowly the bytes came (early writeback alone does not "
         "make them durable), so without the background syncs every upload waited that long after its last byte. The "
