@@ -273,8 +273,7 @@ class Blobs:
         size = 0
         # A pipeline: while workers write and hash earlier batches (up to DEPTH of them), the
         # loop keeps reading the next from the client, so network, writing and the hashes use
-        # both cores. Chunks are passed on as they came (no joining): each byte is copied once
-        # more, into the file.
+        # both cores.
         inflight: deque[list[Future[None]]] = deque()
         try:
             batch: list[bytes] = []
