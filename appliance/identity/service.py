@@ -32,6 +32,8 @@ from appliance.identity.passwords import Passwords
 RevokeUser = Callable[[str], None]
 
 _USER_FIELDS = {"name", "domain_id", "enabled", "password", "default_project_id", "id", "options"}
+# Every role some other role implies (fetched beside the assigned ones by roles_on).
+IMPLIABLE = tuple(sorted({n for names in IMPLIED_ROLES.values() for n in names}))
 
 
 def require_admin(ctx: Context) -> None:
@@ -152,14 +154,13 @@ class Identity:
         """The user's effective roles on a target: direct assignments plus the roles they imply.
 
         One query: the assigned roles, and beside them every role some role can imply."""
-        implied_names = sorted({n for names in IMPLIED_ROLES.values() for n in names})
-        marks = ", ".join("?" for _ in implied_names)
+        marks = ", ".join("?" for _ in IMPLIABLE)
         rows = self._all(
             "SELECT r.id, r.name, r.description, a.role_id IS NOT NULL AS held FROM roles r "
             "LEFT JOIN role_assignments a ON a.role_id = r.id AND a.user_id = ? "
             "AND a.target_type = ? AND a.target_id = ? "
             f"WHERE a.role_id IS NOT NULL OR r.name IN ({marks})",
-            [user_id, target_type, target_id, *implied_names],
+            [user_id, target_type, target_id, *IMPLIABLE],
         )
         by_name = {r["name"]: Role.from_row(r) for r in rows}
         found = {r["name"]: by_name[r["name"]] for r in rows if r["held"]}

@@ -67,13 +67,11 @@ def _md5(path: Path) -> str:
 def _segment_problem(db: Database, blobs: Blobs, blob: str, size: int) -> tuple[str, str] | None:
     """(kind, detail) if the segment is not a file (or inline row) of `size` bytes."""
     if inline.is_inline(blob):
-        row = db.execute(
-            "SELECT length(data) FROM inline_data WHERE id = ?", [_inline_id(blob)]
-        ).fetchone()
-        if row is None:
+        stored = inline.size(db, blob)
+        if stored is None:
             return "missing-blob", blob
-        if row[0] != size:
-            return "bad-size", f"{blob}: {row[0]} bytes stored, {size} in the row"
+        if stored != size:
+            return "bad-size", f"{blob}: {stored} bytes stored, {size} in the row"
         return None
     try:
         path = blobs.path(blob)
@@ -87,13 +85,6 @@ def _segment_problem(db: Database, blobs: Blobs, blob: str, size: int) -> tuple[
     return None
 
 
-def _inline_id(key: str) -> int:
-    try:
-        return int(key.removeprefix(inline.PREFIX))
-    except ValueError:
-        return -1
-
-
 def _segment_md5(db: Database, blobs: Blobs, key: str) -> str:
     if inline.is_inline(key):
         data = inline.load(db, key)
@@ -103,9 +94,7 @@ def _segment_md5(db: Database, blobs: Blobs, key: str) -> str:
 
 def _exists(db: Database, blobs: Blobs, key: str) -> bool:
     if inline.is_inline(key):
-        return bool(
-            db.execute("SELECT 1 FROM inline_data WHERE id = ?", [_inline_id(key)]).fetchone()
-        )
+        return inline.size(db, key) is not None
     return blobs.exists(key)
 
 

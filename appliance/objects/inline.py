@@ -74,6 +74,16 @@ def drop(db: Database, keys: Iterable[str]) -> list[str]:
     return files
 
 
+def size(db: Database, key: str) -> int | None:
+    """Bytes stored under an inline segment key; None if there is no such row (or no such key)."""
+    try:
+        ident = _id(key)
+    except ValueError:
+        return None
+    row = db.execute("SELECT length(data) FROM inline_data WHERE id = ?", [ident]).fetchone()
+    return None if row is None else int(row[0])
+
+
 def keys(db: Database) -> set[str]:
     return {f"{PREFIX}{i}" for (i,) in db.execute("SELECT id FROM inline_data")}
 
