@@ -16,7 +16,7 @@ from appliance.console.pages import NavItem, action, redirect, render, set_flash
 from appliance.console.session import Session
 from appliance.errors import NubeError
 from appliance.objects.errors import S3Error
-from appliance.objects.service import Attributes, Checks
+from appliance.objects.records import Attributes, Checks
 
 BACK = "/console/objects"
 PAGE = 200

@@ -13,18 +13,18 @@ from typing import Any
 
 from appliance.objects import checksums
 from appliance.objects.errors import S3Error
-from appliance.objects.service import (
-    MAX_PARTS,
-    MIN_PART,
+from appliance.objects.records import (
     Attributes,
     Caller,
     Checks,
     Conditions,
-    ObjectStore,
     Version,
     check_conditions,
+    select,
+    select_one,
     strip_etag,
 )
+from appliance.objects.service import MAX_PARTS, MIN_PART, ObjectStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,8 @@ class Multipart:
         return self.upload(name, key, upload_id)
 
     def upload(self, name: str, key: str, upload_id: str) -> Upload:
-        row = self.store._one(
+        row = select_one(
+            self.store.db,
             "SELECT * FROM uploads WHERE upload_id = ? AND bucket = ? AND key = ?",
             [upload_id, name, key],
         )
@@ -104,7 +105,8 @@ class Multipart:
         return Upload.from_row(row)
 
     def parts(self, upload_id: str) -> list[Part]:
-        rows = self.store._all(
+        rows = select(
+            self.store.db,
             "SELECT part_number, blob, size, etag, checksum, modified FROM parts "
             "WHERE upload_id = ? ORDER BY part_number",
             [upload_id],
@@ -134,7 +136,8 @@ class Multipart:
 
         def change() -> dict[str, Any] | None:
             self.upload(name, key, upload_id)  # not aborted meanwhile
-            old = self.store._one(
+            old = select_one(
+                self.store.db,
                 "SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?",
                 [upload_id, number],
             )
@@ -236,8 +239,8 @@ class Multipart:
             ):  # a part re-uploaded meanwhile
                 raise S3Error("InvalidPart", "A part changed while the upload was being completed.")
             if conditions:
-                check_conditions(self.store._live(name, key), conditions, reading=False)
-            v, dropped = self.store._insert(
+                check_conditions(self.store.live(name, key), conditions, reading=False)
+            v, dropped = self.store.insert_version(
                 self.store.bucket(name),
                 key,
                 {
@@ -291,5 +294,5 @@ class Multipart:
             params += [key_marker, key_marker, id_marker]
         sql += " ORDER BY key, initiated, upload_id LIMIT ?"
         params.append(max_uploads + 1)
-        rows = [Upload.from_row(r) for r in self.store._all(sql, params)]
+        rows = [Upload.from_row(r) for r in select(self.store.db, sql, params)]
         return rows[:max_uploads], len(rows) > max_uploads

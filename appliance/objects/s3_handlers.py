@@ -1,8 +1,8 @@
-"""One async handler per S3 operation: read the request, call the store, answer with wire.*."""
+"""One async handler per S3 operation on objects, listings and multipart uploads (bucket settings
+are in s3_buckets): read the request, call the store, answer with wire.*."""
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote
 
 from starlette.responses import Response
@@ -10,6 +10,7 @@ from starlette.responses import Response
 from appliance.objects import wire
 from appliance.objects.errors import S3Error
 from appliance.objects.multipart import Multipart
+from appliance.objects.records import check_conditions
 from appliance.objects.s3_routes import (
     Handler,
     S3Request,
@@ -24,7 +25,7 @@ from appliance.objects.s3_routes import (
     streaming,
     xml,
 )
-from appliance.objects.service import ObjectStore, check_conditions, validate_policy
+from appliance.objects.service import ObjectStore
 
 HANDLERS: dict[str, Handler] = {}
 SMALL_READ = 256 * 1024  # GETs up to this size are answered from memory rather than streamed
@@ -38,168 +39,23 @@ def handles(name: str):  # type: ignore[no-untyped-def]
     return register
 
 
-def _store(r: S3Request) -> ObjectStore:
+def store_of(r: S3Request) -> ObjectStore:
     return r.cloud.objects
 
 
-def _mp(r: S3Request) -> Multipart:
+def multipart_of(r: S3Request) -> Multipart:
     return r.cloud.multipart
 
 
-def _owner(r: S3Request, action: str) -> None:
-    bucket = _store(r).authorize(r.caller, r.op.bucket, action)
-    if not _store(r).owns(r.caller, bucket):
+def require_owner(r: S3Request, action: str) -> None:
+    bucket = store_of(r).authorize(r.caller, r.op.bucket, action)
+    if not store_of(r).owns(r.caller, bucket):
         raise S3Error("AccessDenied", "Access Denied")
 
 
-def _signed_in(r: S3Request) -> None:
+def require_signed_in(r: S3Request) -> None:
     if r.caller is None:
         raise S3Error("AccessDenied", "Access Denied")
-
-
-# -- service and buckets -------------------------------------------------------------------------
-
-
-@handles("ListBuckets")
-async def list_buckets(r: S3Request) -> Response:
-    _signed_in(r)
-    assert r.caller is not None
-    buckets = _store(r).list_buckets(r.caller)
-    return xml(wire.list_buckets_xml(r.caller.project_id or "", buckets))
-
-
-@handles("CreateBucket")
-async def create_bucket(r: S3Request) -> Response:
-    _signed_in(r)
-    assert r.caller is not None
-    await small_body(r)  # an optional CreateBucketConfiguration: any region is ours
-    _store(r).create_bucket(r.caller, r.op.bucket, r.headers.get("x-amz-acl", "private"))
-    return Response(b"", 200, headers={"Location": f"/{r.op.bucket}"})
-
-
-@handles("HeadBucket")
-async def head_bucket(r: S3Request) -> Response:
-    _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucket")
-    return Response(b"", 200, headers={"x-amz-bucket-region": r.cloud.config.region})
-
-
-@handles("DeleteBucket")
-async def delete_bucket(r: S3Request) -> Response:
-    _signed_in(r)
-    assert r.caller is not None
-    _owner(r, "s3:DeleteBucket")
-    _store(r).delete_bucket(r.caller, r.op.bucket)
-    return Response(b"", 204)
-
-
-@handles("GetBucketLocation")
-async def get_location(r: S3Request) -> Response:
-    _store(r).authorize(r.caller, r.op.bucket, "s3:GetBucketLocation")
-    return xml(wire.location_xml(r.cloud.config.region))
-
-
-@handles("GetBucketVersioning")
-async def get_versioning(r: S3Request) -> Response:
-    _owner(r, "s3:GetBucketVersioning")
-    return xml(wire.versioning_xml(_store(r).bucket(r.op.bucket).versioning))
-
-
-@handles("PutBucketVersioning")
-async def put_versioning(r: S3Request) -> Response:
-    status = wire.parse_versioning(await small_body(r))
-    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketVersioning", versioning=status)
-    return Response(b"", 200)
-
-
-@handles("GetBucketCors")
-async def get_cors(r: S3Request) -> Response:
-    _owner(r, "s3:GetBucketCORS")
-    bucket = _store(r).bucket(r.op.bucket)
-    if not bucket.cors:
-        raise S3Error(
-            "NoSuchCORSConfiguration",
-            "The CORS configuration does not exist",
-            BucketName=bucket.name,
-        )
-    return xml(wire.cors_xml(json.loads(bucket.cors)))
-
-
-@handles("PutBucketCors")
-async def put_cors(r: S3Request) -> Response:
-    rules = wire.parse_cors(await small_body(r))
-    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketCORS", cors=json.dumps(rules))
-    return Response(b"", 200)
-
-
-@handles("DeleteBucketCors")
-async def delete_cors(r: S3Request) -> Response:
-    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketCORS", cors=None)
-    return Response(b"", 204)
-
-
-@handles("GetBucketTagging")
-async def get_bucket_tagging(r: S3Request) -> Response:
-    _owner(r, "s3:GetBucketTagging")
-    bucket = _store(r).bucket(r.op.bucket)
-    if not bucket.tagging:
-        raise S3Error("NoSuchTagSet", "The TagSet does not exist", BucketName=bucket.name)
-    return xml(wire.tagging_xml(json.loads(bucket.tagging)))
-
-
-@handles("PutBucketTagging")
-async def put_bucket_tagging(r: S3Request) -> Response:
-    tags = wire.parse_tagging(await small_body(r))
-    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketTagging", tagging=json.dumps(tags))
-    return Response(b"", 204)
-
-
-@handles("DeleteBucketTagging")
-async def delete_bucket_tagging(r: S3Request) -> Response:
-    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketTagging", tagging=None)
-    return Response(b"", 204)
-
-
-@handles("GetBucketAcl")
-async def get_bucket_acl(r: S3Request) -> Response:
-    _owner(r, "s3:GetBucketAcl")
-    bucket = _store(r).bucket(r.op.bucket)
-    return xml(wire.acl_xml(bucket.project_id, bucket.acl))
-
-
-@handles("PutBucketAcl")
-async def put_bucket_acl(r: S3Request) -> Response:
-    await small_body(r)
-    acl = r.headers.get("x-amz-acl")
-    if not acl:
-        raise S3Error("NotImplemented", "Only canned ACLs (x-amz-acl) are supported.")
-    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketAcl", acl=acl)
-    return Response(b"", 200)
-
-
-@handles("GetBucketPolicy")
-async def get_policy(r: S3Request) -> Response:
-    _owner(r, "s3:GetBucketPolicy")
-    bucket = _store(r).bucket(r.op.bucket)
-    if not bucket.policy:
-        raise S3Error(
-            "NoSuchBucketPolicy", "The bucket policy does not exist", BucketName=bucket.name
-        )
-    return Response(bucket.policy, 200, media_type="application/json")
-
-
-@handles("PutBucketPolicy")
-async def put_policy(r: S3Request) -> Response:
-    _owner(r, "s3:PutBucketPolicy")
-    text = (await small_body(r)).decode("utf-8", "replace")
-    validate_policy(text)
-    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketPolicy", policy=text)
-    return Response(b"", 204)
-
-
-@handles("DeleteBucketPolicy")
-async def delete_policy(r: S3Request) -> Response:
-    _store(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketPolicy", policy=None)
-    return Response(b"", 204)
 
 
 # -- listings ------------------------------------------------------------------------------------
@@ -207,7 +63,7 @@ async def delete_policy(r: S3Request) -> Response:
 
 @handles("ListObjectsV2")
 async def list_v2(r: S3Request) -> Response:
-    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucket")
+    bucket = store_of(r).authorize(r.caller, r.op.bucket, "s3:ListBucket")
     q = r.query
     token = q.get("continuation-token")
     after = q.get("start-after", "")
@@ -219,7 +75,7 @@ async def list_v2(r: S3Request) -> Response:
                 "InvalidArgument", "The continuation token provided is incorrect"
             ) from None
     limit = max_keys(q)
-    objects, prefixes, truncated, last = _store(r).list_objects(
+    objects, prefixes, truncated, last = store_of(r).list_objects(
         bucket.name, q.get("prefix", ""), q.get("delimiter", ""), after, limit
     )
     next_token = last.encode().hex() if truncated else ""
@@ -230,9 +86,9 @@ async def list_v2(r: S3Request) -> Response:
 
 @handles("ListObjects")
 async def list_v1(r: S3Request) -> Response:
-    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucket")
+    bucket = store_of(r).authorize(r.caller, r.op.bucket, "s3:ListBucket")
     q = r.query
-    objects, prefixes, truncated, last = _store(r).list_objects(
+    objects, prefixes, truncated, last = store_of(r).list_objects(
         bucket.name, q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", ""), max_keys(q)
     )
     return xml(wire.list_objects_xml(bucket, objects, prefixes, truncated, q, False, last, ""))
@@ -240,9 +96,9 @@ async def list_v1(r: S3Request) -> Response:
 
 @handles("ListObjectVersions")
 async def list_versions(r: S3Request) -> Response:
-    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListBucketVersions")
+    bucket = store_of(r).authorize(r.caller, r.op.bucket, "s3:ListBucketVersions")
     q = r.query
-    entries, truncated = _store(r).list_versions(
+    entries, truncated = store_of(r).list_versions(
         bucket.name,
         q.get("prefix", ""),
         q.get("delimiter", ""),
@@ -259,7 +115,7 @@ async def list_versions(r: S3Request) -> Response:
 @handles("PutObject")
 async def put_object(r: S3Request) -> Response:
     body, checks = body_and_checks(r)
-    v = await _store(r).put(
+    v = await store_of(r).put(
         r.caller, r.op.bucket, r.op.key, body, attributes(r.headers), checks, conditions(r.headers)
     )
     headers = {"ETag": f'"{v.etag}"'}
@@ -272,7 +128,7 @@ async def put_object(r: S3Request) -> Response:
 
 
 async def _get(r: S3Request, head: bool) -> Response:
-    store = _store(r)
+    store = store_of(r)
     try:
         store.authorize(r.caller, r.op.bucket, "s3:GetObject", r.op.key)
         v = store.version(r.op.bucket, r.op.key, r.query.get("versionId"))
@@ -333,7 +189,9 @@ async def head_object(r: S3Request) -> Response:
 
 @handles("DeleteObject")
 async def delete_object(r: S3Request) -> Response:
-    version_id, marker = _store(r).delete(r.caller, r.op.bucket, r.op.key, r.query.get("versionId"))
+    version_id, marker = store_of(r).delete(
+        r.caller, r.op.bucket, r.op.key, r.query.get("versionId")
+    )
     headers = {}
     if version_id and version_id != "":
         headers["x-amz-version-id"] = version_id
@@ -345,11 +203,11 @@ async def delete_object(r: S3Request) -> Response:
 @handles("DeleteObjects")
 async def delete_objects(r: S3Request) -> Response:
     objects, quiet = wire.parse_delete(await small_body(r))
-    _store(r).authorize(r.caller, r.op.bucket, "s3:DeleteObject")
+    store_of(r).authorize(r.caller, r.op.bucket, "s3:DeleteObject")
     deleted, errors = [], []
     for key, version_id in objects:
         try:
-            vid, marker = _store(r).delete(r.caller, r.op.bucket, key, version_id)
+            vid, marker = store_of(r).delete(r.caller, r.op.bucket, key, version_id)
             deleted.append((key, version_id or "", marker, vid if marker else ""))
         except S3Error as exc:
             errors.append((key, exc.code, exc.message))
@@ -364,7 +222,7 @@ async def copy_object(r: S3Request) -> Response:
     attrs = attributes(r.headers) if directive == "REPLACE" else None
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.")
-    v = await _store(r).copy(
+    v = await store_of(r).copy(
         r.caller,
         src_bucket,
         src_key,
@@ -376,7 +234,7 @@ async def copy_object(r: S3Request) -> Response:
         conditions(r.headers),
     )
     if attrs is None and r.headers.get("x-amz-tagging-directive", "COPY").upper() == "REPLACE":
-        v = _store(r).set_object(
+        v = store_of(r).set_object(
             r.caller,
             r.op.bucket,
             r.op.key,
@@ -390,15 +248,15 @@ async def copy_object(r: S3Request) -> Response:
 
 @handles("GetObjectTagging")
 async def get_object_tagging(r: S3Request) -> Response:
-    _store(r).authorize(r.caller, r.op.bucket, "s3:GetObjectTagging", r.op.key)
-    v = _store(r).version(r.op.bucket, r.op.key, r.query.get("versionId"))
+    store_of(r).authorize(r.caller, r.op.bucket, "s3:GetObjectTagging", r.op.key)
+    v = store_of(r).version(r.op.bucket, r.op.key, r.query.get("versionId"))
     return xml(wire.tagging_xml(v.tagging))
 
 
 @handles("PutObjectTagging")
 async def put_object_tagging(r: S3Request) -> Response:
     tags = wire.parse_tagging(await small_body(r))
-    _store(r).set_object(
+    store_of(r).set_object(
         r.caller,
         r.op.bucket,
         r.op.key,
@@ -411,7 +269,7 @@ async def put_object_tagging(r: S3Request) -> Response:
 
 @handles("DeleteObjectTagging")
 async def delete_object_tagging(r: S3Request) -> Response:
-    _store(r).set_object(
+    store_of(r).set_object(
         r.caller, r.op.bucket, r.op.key, r.query.get("versionId"), "s3:PutObjectTagging", tagging={}
     )
     return Response(b"", 204)
@@ -419,8 +277,8 @@ async def delete_object_tagging(r: S3Request) -> Response:
 
 @handles("GetObjectAcl")
 async def get_object_acl(r: S3Request) -> Response:
-    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:GetObjectAcl", r.op.key)
-    v = _store(r).version(r.op.bucket, r.op.key, r.query.get("versionId"))
+    bucket = store_of(r).authorize(r.caller, r.op.bucket, "s3:GetObjectAcl", r.op.key)
+    v = store_of(r).version(r.op.bucket, r.op.key, r.query.get("versionId"))
     return xml(wire.acl_xml(bucket.project_id, v.acl or "private"))
 
 
@@ -430,7 +288,7 @@ async def put_object_acl(r: S3Request) -> Response:
     acl = r.headers.get("x-amz-acl")
     if not acl:
         raise S3Error("NotImplemented", "Only canned ACLs (x-amz-acl) are supported.")
-    _store(r).set_object(
+    store_of(r).set_object(
         r.caller, r.op.bucket, r.op.key, r.query.get("versionId"), "s3:PutObjectAcl", acl=acl
     )
     return Response(b"", 200)
@@ -441,28 +299,6 @@ async def delete_object_acl(r: S3Request) -> Response:
     raise S3Error("NotImplemented", "DeleteObjectAcl is not an S3 operation.")
 
 
-@handles("Preflight")
-async def preflight(r: S3Request) -> Response:
-    origin = r.headers.get("origin", "")
-    method = r.headers.get("access-control-request-method", "")
-    row = _store(r)._one("SELECT cors FROM buckets WHERE name = ?", [r.op.bucket])
-    from appliance.objects.s3_routes import _origin_ok
-
-    for rule in json.loads(row["cors"]) if row and row["cors"] else []:
-        if _origin_ok(rule, origin) and method in rule.get("AllowedMethod", []):
-            headers = {
-                "Access-Control-Allow-Origin": "*" if "*" in rule["AllowedOrigin"] else origin,
-                "Access-Control-Allow-Methods": ", ".join(rule["AllowedMethod"]),
-            }
-            wanted = r.headers.get("access-control-request-headers")
-            if wanted:
-                headers["Access-Control-Allow-Headers"] = wanted
-            if "MaxAgeSeconds" in rule:
-                headers["Access-Control-Max-Age"] = str(rule["MaxAgeSeconds"])
-            return Response(b"", 200, headers=headers)
-    raise S3Error("AccessDenied", "CORSResponse: This CORS request is not allowed.")
-
-
 # -- multipart -----------------------------------------------------------------------------------
 
 
@@ -470,7 +306,7 @@ async def preflight(r: S3Request) -> Response:
 async def create_upload(r: S3Request) -> Response:
     await small_body(r)
     algorithm = r.headers.get("x-amz-checksum-algorithm", "").lower()
-    up = _mp(r).create(
+    up = multipart_of(r).create(
         r.caller, r.op.bucket, r.op.key, attributes(r.headers), algorithm,
         r.headers.get("x-amz-checksum-type", "").upper(),
     )  # fmt: skip
@@ -493,7 +329,7 @@ def _part_number(r: S3Request) -> int:
 @handles("UploadPart")
 async def upload_part(r: S3Request) -> Response:
     body, checks = body_and_checks(r)
-    part = await _mp(r).upload_part(
+    part = await multipart_of(r).upload_part(
         r.caller, r.op.bucket, r.op.key, r.query["uploadId"], _part_number(r), body, checks
     )
     headers = {"ETag": f'"{part.etag}"'}
@@ -517,8 +353,8 @@ async def upload_part_copy(r: S3Request) -> Response:
                 "InvalidArgument",
                 "The x-amz-copy-source-range value must be of the form bytes=first-last.",
             ) from None
-    up = _mp(r).upload(r.op.bucket, r.op.key, r.query["uploadId"])
-    part = await _mp(r).copy_part(
+    up = multipart_of(r).upload(r.op.bucket, r.op.key, r.query["uploadId"])
+    part = await multipart_of(r).copy_part(
         r.caller, r.op.bucket, r.op.key, r.query["uploadId"], _part_number(r),
         src_bucket, src_key, src_version, byte_range, conditions(r.headers, "x-amz-copy-source-"),
     )  # fmt: skip
@@ -527,11 +363,11 @@ async def upload_part_copy(r: S3Request) -> Response:
 
 @handles("ListParts")
 async def list_parts(r: S3Request) -> Response:
-    bucket = _store(r).authorize(r.caller, r.op.bucket, "s3:ListMultipartUploadParts")
-    up = _mp(r).upload(r.op.bucket, r.op.key, r.query["uploadId"])
+    bucket = store_of(r).authorize(r.caller, r.op.bucket, "s3:ListMultipartUploadParts")
+    up = multipart_of(r).upload(r.op.bucket, r.op.key, r.query["uploadId"])
     marker = int(r.query.get("part-number-marker", "0") or 0)
     limit = max_keys(r.query, "max-parts")
-    parts = [p for p in _mp(r).parts(up.upload_id) if p.part_number > marker]
+    parts = [p for p in multipart_of(r).parts(up.upload_id) if p.part_number > marker]
     return xml(
         wire.list_parts_xml(up, bucket.project_id, parts[:limit], len(parts) > limit, r.query)
     )
@@ -540,17 +376,17 @@ async def list_parts(r: S3Request) -> Response:
 @handles("ListMultipartUploads")
 async def list_uploads(r: S3Request) -> Response:
     q = r.query
-    uploads, truncated = _mp(r).list_uploads(
+    uploads, truncated = multipart_of(r).list_uploads(
         r.caller, r.op.bucket, q.get("prefix", ""), q.get("key-marker", ""),
         q.get("upload-id-marker", ""), max_keys(q, "max-uploads"),
     )  # fmt: skip
-    return xml(wire.list_uploads_xml(_store(r).bucket(r.op.bucket), uploads, truncated, q))
+    return xml(wire.list_uploads_xml(store_of(r).bucket(r.op.bucket), uploads, truncated, q))
 
 
 @handles("CompleteMultipartUpload")
 async def complete_upload(r: S3Request) -> Response:
     wanted = wire.parse_complete(await small_body(r))
-    v = await _mp(r).complete(
+    v = await multipart_of(r).complete(
         r.caller, r.op.bucket, r.op.key, r.query["uploadId"], wanted, conditions(r.headers)
     )
     location = (
@@ -562,5 +398,5 @@ async def complete_upload(r: S3Request) -> Response:
 
 @handles("AbortMultipartUpload")
 async def abort_upload(r: S3Request) -> Response:
-    _mp(r).abort(r.caller, r.op.bucket, r.op.key, r.query["uploadId"])
+    multipart_of(r).abort(r.caller, r.op.bucket, r.op.key, r.query["uploadId"])
     return Response(b"", 204)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -19,14 +18,8 @@ from appliance.objects import sigv4, wire
 from appliance.objects.checksums import ALGORITHMS
 from appliance.objects.errors import S3Error
 from appliance.objects.operations import Operation, classify, split_path
-from appliance.objects.service import (
-    Attributes,
-    Caller,
-    Checks,
-    Conditions,
-    Version,
-    validate_policy,
-)
+from appliance.objects.policy import cors_rule, validate_policy
+from appliance.objects.records import Attributes, Caller, Checks, Conditions, Version
 from appliance.web.middleware import REQUEST_ID, RequestMiddleware
 
 XML = "application/xml"
@@ -310,7 +303,7 @@ Handler = Callable[[S3Request], Awaitable[Response]]
 
 
 class S3App:
-    """The ASGI app of the S3 port. Handlers come from s3_handlers (one per operation name)."""
+    """The ASGI app of the S3 port. Handlers come from s3_handlers and s3_buckets (one per operation name)."""
 
     def __init__(self, handlers: dict[str, Handler]) -> None:
         self.handlers = handlers
@@ -327,7 +320,7 @@ class S3App:
             bucket, key = split_path(
                 request.url.path,
                 request.headers.get("host", ""),
-                lambda b: store._one("SELECT 1 FROM buckets WHERE name = ?", [b]) is not None,
+                store.exists,
             )
             query = dict(sigv4.parse_query(scope.get("query_string", b"").decode("latin-1")))
             op = classify(request.method, bucket, key, query, dict(request.headers))
@@ -361,27 +354,18 @@ def cors_headers(cloud: Cloud, bucket: str, request: Request, response: Response
     origin = request.headers.get("origin")
     if not origin or not bucket:
         return
-    row = cloud.objects._one("SELECT cors FROM buckets WHERE name = ?", [bucket])
-    if not row or not row["cors"]:
-        return
-    for rule in json.loads(row["cors"]):
-        if _origin_ok(rule, origin) and request.method in rule.get("AllowedMethod", []):
-            response.headers["Access-Control-Allow-Origin"] = (
-                "*" if "*" in rule["AllowedOrigin"] else origin
-            )
-            response.headers["Access-Control-Allow-Methods"] = ", ".join(rule["AllowedMethod"])
-            if rule.get("ExposeHeader"):
-                response.headers["Access-Control-Expose-Headers"] = ", ".join(rule["ExposeHeader"])
-            return
-
-
-def _origin_ok(rule: dict[str, Any], origin: str) -> bool:
-    from appliance.objects.service import _glob
-
-    return any(_glob(o, origin) for o in rule.get("AllowedOrigin", []))
+    rule = cors_rule(cloud.objects.cors(bucket), origin, request.method)
+    if rule is not None:
+        response.headers["Access-Control-Allow-Origin"] = (
+            "*" if "*" in rule["AllowedOrigin"] else origin
+        )
+        response.headers["Access-Control-Allow-Methods"] = ", ".join(rule["AllowedMethod"])
+        if rule.get("ExposeHeader"):
+            response.headers["Access-Control-Expose-Headers"] = ", ".join(rule["ExposeHeader"])
 
 
 def s3_app() -> Any:
+    from appliance.objects import s3_buckets  # noqa: F401  (registers the bucket operations)
     from appliance.objects.s3_handlers import HANDLERS
 
     return RequestMiddleware(S3App(HANDLERS), resolver=lambda scope: None)

@@ -8,7 +8,6 @@ empty text listing 204.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,9 +20,10 @@ from starlette.types import Message, Receive, Scope, Send
 from appliance.cloud import cloud
 from appliance.context import Context
 from appliance.objects.errors import S3Error
+from appliance.objects.records import Attributes, Checks, Version, check_conditions
 from appliance.objects.s3_routes import conditions as http_conditions
 from appliance.objects.s3_routes import parse_range
-from appliance.objects.service import Attributes, Checks, ObjectStore, Version, check_conditions
+from appliance.objects.service import ObjectStore
 from appliance.objects.wire import http_date, iso
 from appliance.web.dialects import SWIFT, render_plain
 from appliance.web.middleware import REQUEST_ID, caller
@@ -84,24 +84,17 @@ async def account(request: Request) -> Response:
     ctx, store = _account(request)
     assert ctx.project_id is not None
     n, objects, size = store.usage(ctx.project_id)
-    row = store._one("SELECT meta FROM swift_accounts WHERE project_id = ?", [ctx.project_id])
+    meta = store.account_meta(ctx.project_id)
     headers = {
         "X-Account-Container-Count": str(n),
         "X-Account-Object-Count": str(objects),
         "X-Account-Bytes-Used": str(size),
         "X-Timestamp": "0",
     }
-    for k, v in json.loads(row["meta"] if row else "{}").items():
+    for k, v in meta.items():
         headers[f"X-Account-Meta-{k}"] = v
     if request.method == "POST":
-        meta = json.loads(row["meta"]) if row else {}
-        meta.update(_meta(request, "x-account-meta-"))
-        meta = {k: v for k, v in meta.items() if v}
-        with store.db.atomic():
-            store.db.execute(
-                "INSERT OR REPLACE INTO swift_accounts (project_id, meta) VALUES (?, ?)",
-                [ctx.project_id, json.dumps(meta)],
-            )
+        store.set_account_meta(ctx, _meta(request, "x-account-meta-"))
         return Response(b"", 204)
     if request.method == "HEAD":
         return Response(b"", 204, headers=headers)

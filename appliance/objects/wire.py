@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from appliance.objects.errors import S3Error
 from appliance.objects.multipart import Part, Upload
-from appliance.objects.service import Bucket, Version
+from appliance.objects.records import Bucket, Version
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 OWNER_NAME = "nube"

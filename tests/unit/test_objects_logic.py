@@ -17,14 +17,8 @@ from appliance.db import migrate, open_db
 from appliance.objects import checksums, inline
 from appliance.objects.errors import S3Error
 from appliance.objects.migrations import migrations
-from appliance.objects.service import (
-    BLOB_SUFFIX,
-    Attributes,
-    Checks,
-    Conditions,
-    ObjectStore,
-    Version,
-)
+from appliance.objects.records import Attributes, Checks, Conditions, Version
+from appliance.objects.service import BLOB_SUFFIX, ObjectStore
 
 CHECK = b"123456789"  # the standard CRC check input
 
@@ -243,3 +237,21 @@ def test_concurrent_puts_share_commits_and_a_failed_one_leaves_no_blob(store: Ob
 async def _read(store: ObjectStore, key: str) -> bytes:
     v = store.version("b", key, None)
     return b"".join([chunk async for chunk in store.read(v)])
+
+
+# -- Swift account metadata ----------------------------------------------------------------------
+
+
+def test_account_metadata_merges_drops_empty_values_and_needs_a_member(store: ObjectStore) -> None:
+    store.set_account_meta(member(), {"color": "blue", "size": "big"})
+    store.set_account_meta(member(), {"size": "", "shape": "round"})
+    assert store.account_meta("p") == {"color": "blue", "shape": "round"}
+    assert store.account_meta("other") == {}
+    reader = Context(
+        user_id="r", user_name="r", user_domain_id="default",
+        roles=frozenset({"reader"}), project_id="p",
+    )  # fmt: skip
+    with pytest.raises(S3Error) as denied:
+        store.set_account_meta(reader, {"color": "red"})
+    assert denied.value.code == "AccessDenied"
+    assert store.account_meta("p")["color"] == "blue"
