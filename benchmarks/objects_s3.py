@@ -506,9 +506,10 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         f"Produced by `{cmd}` on {getattr(args, 'when', None) or datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{os.cpu_count()} cores ({cpu}, shared with other jobs), Python {platform.python_version()}, "
         f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). {args.runs} rounds, peers interleaved, each after a "
-        "100-PUT warm-up (discarded); medians shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1; "
+        "100-PUT warm-up (discarded); medians shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1 "
+        "(except in the row where they share both cores); "
         "fresh data directory per server on the same disk. "
-        f"Load average {loads[0]:.1f} before and {loads[1]:.1f} after the run (other engineers' VMs and tests share the 2 cores).",
+        f"Load average {loads[0]:.1f} before and {loads[1]:.1f} after the run (1-minute load averages; they count this run's own servers and client).",
         "",
         "Durability is not equal, so PUT numbers are not like for like:",
         "",
