@@ -42,26 +42,30 @@ class S3Request:
     signed: sigv4.Signed | None
     secret: str
     query: dict[str, str]
+    headers: dict[str, str]  # lowercase names; the first of repeated headers
 
-    @property
-    def headers(self) -> Any:
-        return self.request.headers
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request's headers as a plain dict, read once (Starlette's Headers scans the raw list on
+    every lookup). ASGI servers lowercase the names; a repeated header keeps its first value."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return headers
 
 
 # -- authentication ------------------------------------------------------------------------------
 
 
 def authenticate(
-    cloud: Cloud, request: Request, request_id: str
+    cloud: Cloud, scope: Scope, headers: dict[str, str], request_id: str
 ) -> tuple[Caller, sigv4.Signed | None, str]:
-    raw_path = (
-        request.scope.get("raw_path", request.url.path.encode()).decode("latin-1").split("?")[0]
-    )
+    raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?")[0]
     signed = sigv4.parse(
-        request.method,
+        scope["method"],
         raw_path,
-        request.scope.get("query_string", b"").decode("latin-1"),
-        request.headers,
+        scope.get("query_string", b"").decode("latin-1"),
+        headers,
     )
     if signed is None:
         return None, None, ""
@@ -313,30 +317,28 @@ class S3App:
             return
         request = Request(scope, receive)
         request_id = scope.get(REQUEST_ID, "")
-        resource = request.url.path
+        # The decoded path: Starlette's request.url.path re-quotes "?", "#" and "%" in keys.
+        resource = scope["path"]
+        headers = header_map(scope)
         try:
             cloud: Cloud = scope["state"]["cloud"]
             store = cloud.objects
-            bucket, key = split_path(
-                request.url.path,
-                request.headers.get("host", ""),
-                store.exists,
-            )
+            bucket, key = split_path(resource, headers.get("host", ""), store.exists)
             query = dict(sigv4.parse_query(scope.get("query_string", b"").decode("latin-1")))
-            op = classify(request.method, bucket, key, query, dict(request.headers))
+            op = classify(request.method, bucket, key, query, headers)
             if op.name == "Preflight":
                 response = await self.handlers["Preflight"](
-                    S3Request(request, cloud, op, None, None, "", query)
+                    S3Request(request, cloud, op, None, None, "", query, headers)
                 )
             else:
-                caller, signed, secret = authenticate(cloud, request, request_id)
+                caller, signed, secret = authenticate(cloud, scope, headers, request_id)
                 response = await self.handlers[op.name](
-                    S3Request(request, cloud, op, caller, signed, secret, query)
+                    S3Request(request, cloud, op, caller, signed, secret, query, headers)
                 )
-                cors_headers(cloud, op.bucket, request, response)
+                cors_headers(cloud, op.bucket, headers, request.method, response)
         except S3Error as err:
             response = error_response(err, request.method, resource, request_id)
-            if "expect" in request.headers:
+            if "expect" in headers:
                 # The body was never asked for (no 100 Continue went out); a client may send it
                 # anyway, so this connection cannot carry another request.
                 response.headers["Connection"] = "close"
@@ -350,11 +352,13 @@ def error_response(err: S3Error, method: str, resource: str, request_id: str) ->
     return xml(wire.error_xml(err, resource, request_id), err.status, headers)
 
 
-def cors_headers(cloud: Cloud, bucket: str, request: Request, response: Response) -> None:
-    origin = request.headers.get("origin")
+def cors_headers(
+    cloud: Cloud, bucket: str, headers: dict[str, str], method: str, response: Response
+) -> None:
+    origin = headers.get("origin")
     if not origin or not bucket:
         return
-    rule = cors_rule(cloud.objects.cors(bucket), origin, request.method)
+    rule = cors_rule(cloud.objects.cors(bucket), origin, method)
     if rule is not None:
         response.headers["Access-Control-Allow-Origin"] = (
             "*" if "*" in rule["AllowedOrigin"] else origin

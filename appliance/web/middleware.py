@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,7 +42,7 @@ class RequestMiddleware:
         path = scope["path"]
         request_id = f"req-{uuid.uuid4()}"
         scope[REQUEST_ID] = request_id
-        token = Headers(scope=scope).get("x-auth-token")
+        token = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-auth-token"), "")
         if token:
             resolve = self.resolver(scope)
             if resolve is not None:

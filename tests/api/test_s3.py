@@ -238,6 +238,20 @@ def test_list_v2_prefix_delimiter_pagination_and_url_encoding(s3: Any, bucket: s
     assert s3.list_objects_v2(Bucket=bucket, Prefix="a/")["KeyCount"] == 2
 
 
+def test_keys_with_url_special_characters_keep_their_exact_names(s3: Any, bucket: str) -> None:
+    # boto3 sends these percent-encoded in the path; the key is the decoded text, never re-quoted.
+    names = ["what?", "a#b", "100%", "sp ace", "plus+sign", "ü/é", "semi;colon=eq&amp", "%3F"]
+    for key in names:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    assert keys_in(s3, bucket) == sorted(names, key=lambda k: k.encode())
+    for key in names:
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    s3.copy_object(Bucket=bucket, Key="copy?#", CopySource={"Bucket": bucket, "Key": "a#b"})
+    assert s3.get_object(Bucket=bucket, Key="copy?#")["Body"].read() == b"a#b"
+    s3.delete_object(Bucket=bucket, Key="what?")
+    assert "what?" not in keys_in(s3, bucket)
+
+
 def test_list_v1_marker_and_next_marker(s3: Any, bucket: str) -> None:
     for key in ("x/1", "x/2", "y", "z"):
         s3.put_object(Bucket=bucket, Key=key, Body=b"")
