@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -96,6 +97,25 @@ def test_swift_and_s3_see_the_same_objects(nube: Nube, account: str) -> None:
     assert got["Body"].read() == b"via swift" and got["Metadata"] == {"a": "1"}
     s3.put_object(Bucket=name, Key="k2", Body=b"via s3")
     assert requests.get(f"{account}/{name}/k2", headers=h, timeout=10).content == b"via s3"
+
+
+def test_swift_object_names_with_url_special_characters(nube: Nube, account: str) -> None:
+    h = {"X-Auth-Token": nube.token()}
+    name = f"names-{uuid.uuid4().hex[:8]}"
+    requests.put(f"{account}/{name}", headers=h, timeout=10)
+    names = ["what?", "a#b", "100%", "sp ace", "ü"]
+    for obj in names:
+        r = requests.put(f"{account}/{name}/{quote(obj)}", data=obj.encode(), headers=h, timeout=10)
+        assert r.status_code == 201
+    listing = requests.get(f"{account}/{name}?format=json", headers=h, timeout=10).json()
+    assert [o["name"] for o in listing] == sorted(names, key=lambda n: n.encode())
+    for obj in names:
+        assert (
+            requests.get(f"{account}/{name}/{quote(obj)}", headers=h, timeout=10).content
+            == obj.encode()
+        )
+    s3 = client(nube, admin_keys(nube))
+    assert s3.get_object(Bucket=name, Key="a#b")["Body"].read() == b"a#b"
 
 
 def test_another_projects_account_is_forbidden(nube: Nube, account: str) -> None:
