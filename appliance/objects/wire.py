@@ -6,6 +6,7 @@ http://s3.amazonaws.com/doc/2006-03-01/); checked against boto3, awscli, s3cmd a
 
 from __future__ import annotations
 
+import functools
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -22,9 +23,13 @@ OWNER_NAME = "nube"
 
 
 def iso(moment: float) -> str:
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment % 1 * 1000):03d}Z"
-    )
+    return f"{_iso_second(int(moment))}.{int(moment % 1 * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _iso_second(second: int) -> str:
+    """The whole-second part; a listing page's objects were mostly written in the same few seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def http_date(moment: float) -> str:
