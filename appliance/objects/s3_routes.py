@@ -346,7 +346,7 @@ class S3App:
 
 
 def error_response(err: S3Error, method: str, resource: str, request_id: str) -> Response:
-    headers = {"x-amz-request-id": request_id, **err.headers}
+    headers = dict(err.headers)  # the middleware adds x-amz-request-id
     if err.status == 304 or method == "HEAD":
         return Response(b"", err.status, headers=headers)
     return xml(wire.error_xml(err, resource, request_id), err.status, headers)
@@ -372,7 +372,9 @@ def s3_app() -> Any:
     from appliance.objects import s3_buckets  # noqa: F401  (registers the bucket operations)
     from appliance.objects.s3_handlers import HANDLERS
 
-    return RequestMiddleware(S3App(HANDLERS), resolver=lambda scope: None)
+    return RequestMiddleware(
+        S3App(HANDLERS), resolver=lambda scope: None, id_header="x-amz-request-id"
+    )
 
 
 def streaming(chunks: AsyncIterator[bytes], status: int, headers: dict[str, str]) -> Response:

@@ -28,11 +28,18 @@ class RequestMiddleware:
     """Assigns `req-<uuid>`, resolves X-Auth-Token into a Context, logs the request when it ends.
 
     `resolver` is looked up per request (the services exist only once the lifespan has started).
+    The id goes back in `id_header` (the S3 port names it as S3 does).
     """
 
-    def __init__(self, app: ASGIApp, resolver: Callable[[Scope], TokenResolver | None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        resolver: Callable[[Scope], TokenResolver | None],
+        id_header: str = "x-openstack-request-id",
+    ) -> None:
         self.app = app
         self.resolver = resolver
+        self.id_header = id_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -57,7 +64,7 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
-                headers["x-openstack-request-id"] = request_id
+                headers[self.id_header] = request_id
                 if path.startswith("/compute"):
                     headers["x-compute-request-id"] = request_id  # Nova sends both
             await send(message)

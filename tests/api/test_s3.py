@@ -54,7 +54,7 @@ def keys_in(s3: Any, bucket: str) -> list[str]:
 
 
 def test_put_get_head_delete_keep_bytes_metadata_and_content_headers(s3: Any, bucket: str) -> None:
-    s3.put_object(
+    put = s3.put_object(
         Bucket=bucket,
         Key="dir/hello.txt",
         Body=b"hello world",
@@ -73,6 +73,10 @@ def test_put_get_head_delete_keep_bytes_metadata_and_content_headers(s3: Any, bu
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="dir/hello.txt")
     assert code(exc) == "NoSuchKey"
+    # Request ids come back as S3 names them, so boto3 reports them.
+    assert put["ResponseMetadata"]["RequestId"].startswith("req-")
+    assert exc.value.response["ResponseMetadata"]["RequestId"].startswith("req-")
+    assert "x-openstack-request-id" not in put["ResponseMetadata"]["HTTPHeaders"]
 
 
 def test_default_boto3_checksum_is_verified_stored_and_returned(s3: Any, bucket: str) -> None:
