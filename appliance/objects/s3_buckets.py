@@ -11,7 +11,7 @@ from appliance.objects import wire
 from appliance.objects.errors import S3Error
 from appliance.objects.policy import cors_rule, validate_policy
 from appliance.objects.s3_handlers import handles, require_owner, require_signed_in, store_of
-from appliance.objects.s3_routes import S3Request, small_body, xml
+from appliance.objects.s3_routes import S3Request, canned_acl, small_body, xml
 
 # -- service and buckets -------------------------------------------------------------------------
 
@@ -124,10 +124,7 @@ async def get_bucket_acl(r: S3Request) -> Response:
 
 @handles("PutBucketAcl")
 async def put_bucket_acl(r: S3Request) -> Response:
-    await small_body(r)
-    acl = r.headers.get("x-amz-acl")
-    if not acl:
-        raise S3Error("NotImplemented", "Only canned ACLs (x-amz-acl) are supported.")
+    acl = await canned_acl(r)
     store_of(r).set_bucket(r.caller, r.op.bucket, "s3:PutBucketAcl", acl=acl)
     return Response(b"", 200)
 

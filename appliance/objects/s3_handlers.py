@@ -16,6 +16,7 @@ from appliance.objects.s3_routes import (
     S3Request,
     attributes,
     body_and_checks,
+    canned_acl,
     conditions,
     copy_source,
     max_keys,
@@ -284,10 +285,7 @@ async def get_object_acl(r: S3Request) -> Response:
 
 @handles("PutObjectAcl")
 async def put_object_acl(r: S3Request) -> Response:
-    await small_body(r)
-    acl = r.headers.get("x-amz-acl")
-    if not acl:
-        raise S3Error("NotImplemented", "Only canned ACLs (x-amz-acl) are supported.")
+    acl = await canned_acl(r)
     store_of(r).set_object(
         r.caller, r.op.bucket, r.op.key, r.query.get("versionId"), "s3:PutObjectAcl", acl=acl
     )

@@ -104,6 +104,16 @@ def authenticate(
 # -- bodies --------------------------------------------------------------------------------------
 
 
+async def canned_acl(r: S3Request) -> str:
+    """The canned ACL (x-amz-acl) of a Put*Acl request; without one, NotImplemented (access
+    control policy bodies with grants are not supported)."""
+    await small_body(r)
+    acl = r.headers.get("x-amz-acl")
+    if not acl:
+        raise S3Error("NotImplemented", "Only canned ACLs (x-amz-acl) are supported.")
+    return acl
+
+
 def body_and_checks(r: S3Request) -> tuple[AsyncIterator[bytes], Checks]:
     """The decoded body stream, and what it must match (hashes, checksums, length)."""
     h = r.headers

@@ -463,6 +463,17 @@ def test_anonymous_access_only_where_acl_or_policy_allows(nube: Nube, s3: Any, b
     s3.put_bucket_policy(Bucket=bucket, Policy=policy)
     assert requests.get(f"{base}/{bucket}/k", timeout=10).status_code == 200
     assert requests.get(f"{base}/{bucket}", timeout=10).status_code == 403
+    s3.delete_bucket_policy(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="one", Body=b"just me")
+    assert requests.get(f"{base}/{bucket}/one", timeout=10).status_code == 403
+    s3.put_object_acl(Bucket=bucket, Key="one", ACL="public-read")
+    assert requests.get(f"{base}/{bucket}/one", timeout=10).content == b"just me"
+    assert requests.get(f"{base}/{bucket}/k", timeout=10).status_code == 403
+    with pytest.raises(ClientError) as exc:
+        s3.put_object_acl(
+            Bucket=bucket, Key="one", AccessControlPolicy={"Grants": [], "Owner": {"ID": "x"}}
+        )
+    assert code(exc) == "NotImplemented"
 
 
 def test_presigned_urls_sigv2_and_sigv4_work_with_plain_http(
