@@ -150,7 +150,7 @@ class Multipart:
 
         old = await self.store.commits.run(change, blob)
         if old:
-            self.store.blobs.delete(old["blob"])
+            self.store.blobs.drop([old["blob"]])
         return Part(number, blob, written.size, written.md5, value, time.time())
 
     async def copy_part(
@@ -263,8 +263,7 @@ class Multipart:
             return v, dropped
 
         v, dropped = await self.store.commits.run(change, "")
-        for blob in unused + dropped:
-            self.store.blobs.delete(blob)
+        self.store.blobs.drop(unused + dropped)
         return v
 
     def abort(self, caller: Caller, name: str, key: str, upload_id: str) -> None:
@@ -274,8 +273,7 @@ class Multipart:
         with self.db.atomic():
             self.db.execute("DELETE FROM parts WHERE upload_id = ?", [upload_id])
             self.db.execute("DELETE FROM uploads WHERE upload_id = ?", [upload_id])
-        for blob in blobs:
-            self.store.blobs.delete(blob)
+        self.store.blobs.drop(blobs)
 
     def list_uploads(
         self,

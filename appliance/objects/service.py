@@ -244,10 +244,6 @@ class ObjectStore(Reader):
             [sign, sign * v.size, bucket],
         )
 
-    def _drop_blobs(self, keys: list[str]) -> None:
-        for key in keys:
-            self.blobs.delete(key)
-
     async def put(
         self,
         caller: Caller,
@@ -287,7 +283,7 @@ class ObjectStore(Reader):
             )
 
         v, dropped = await self.commits.run(change, blob)
-        self._drop_blobs(dropped)
+        self.blobs.drop(dropped)
         return v
 
     async def copy(
@@ -370,7 +366,7 @@ class ObjectStore(Reader):
                     self._count(name, v_, -1)
                     dropped = inline.drop(self.db, [s[0] for s in v_.segments])
                 result = ("", False)
-        self._drop_blobs(dropped)
+        self.blobs.drop(dropped)
         return result
 
     def set_object(

@@ -7,6 +7,7 @@ import hashlib
 import json
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,3 +184,51 @@ def test_after_repair_intact_objects_read_back_and_broken_ones_are_gone(run: Run
         with pytest.raises(ClientError) as exc:
             s3.head_object(Bucket=b, Key=key)
         assert exc.value.response["Error"]["Code"] == "404"
+
+
+def gone_soon(paths: list[Path], seconds: float = 10.0) -> bool:
+    """Blob files a committed row stopped naming are unlinked in the background, just after."""
+    deadline = time.monotonic() + seconds
+    while any(p.exists() for p in paths):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_replaced_deleted_and_unused_blobs_are_removed_from_disk(run: Run) -> None:
+    s3, b, data = run.s3, run.bucket, run.nube.data_dir
+    s3.put_object(Bucket=b, Key="replaced", Body=b"old" * 40000)
+    old = blob_paths(data, b, "replaced")
+    s3.put_object(Bucket=b, Key="replaced", Body=b"new" * 40000)
+    new = blob_paths(data, b, "replaced")
+    assert old != new and all(p.exists() for p in new)
+    assert gone_soon(old)
+    s3.delete_object(Bucket=b, Key="replaced")
+    assert gone_soon(new)
+    up = s3.create_multipart_upload(Bucket=b, Key="parts")["UploadId"]
+    etags = [
+        s3.upload_part(Bucket=b, Key="parts", UploadId=up, PartNumber=n, Body=bytes([n]) * 5 * MiB)[
+            "ETag"
+        ]
+        for n in (1, 2, 3)
+    ]
+    with sqlite3.connect(data / "nube.db") as db:
+        part_blobs = dict(
+            db.execute("SELECT part_number, blob FROM parts WHERE upload_id = ?", [up])
+        )
+    s3.complete_multipart_upload(  # part 2 is left out: its blob has no use any more
+        Bucket=b,
+        Key="parts",
+        UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n - 1]} for n in (1, 3)]},
+    )
+    kept = blob_paths(data, b, "parts")
+    assert [p.name for p in kept] == [part_blobs[1], part_blobs[3]]
+    assert gone_soon([data / "blobs" / part_blobs[2][:2] / part_blobs[2]])
+    assert all(p.exists() for p in kept)
+    assert (
+        s3.get_object(Bucket=b, Key="parts")["Body"].read() == b"\x01" * 5 * MiB + b"\x03" * 5 * MiB
+    )
+    s3.delete_object(Bucket=b, Key="parts")
+    assert gone_soon(kept)

@@ -104,3 +104,20 @@ def test_a_cancelled_write_leaves_no_file(tmp_path: Path) -> None:
     asyncio.run(run())
     assert not store.path("k3").exists()
     assert not list(store.tmp.iterdir())
+
+
+def test_drop_deletes_in_the_background_and_survives_a_missing_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Blobs(tmp_path / "blobs")
+    kept = asyncio.run(store.write(chunks(b"keep"), key="kept"))
+    gone = [
+        asyncio.run(store.write(chunks(os.urandom(MiB)), key=f"gone{i}")).path for i in range(3)
+    ]
+    store.drop([])  # nothing to do, no thread hop
+    store.drop(["gone0", "never-written", "gone1"])
+    store.drop(["gone2", "bad/key"])  # a bad key is logged; the rest are still deleted
+    store.io.shutdown(wait=True)  # the drops have run
+    assert not any(p.exists() for p in gone)
+    assert kept.path.read_bytes() == b"keep"
+    assert "could not delete blob bad/key" in caplog.text
