@@ -57,6 +57,7 @@ class _Hasher:
             name: hashlib.new(name, usedforsecurity=name not in ("md5", "sha1"))
             for name in algorithms
         }
+        self.extra = list(extra)
         self.all: list[Hash] = [*self.named.values(), *extra]
 
     def update(self, data: bytes) -> None:
@@ -127,9 +128,12 @@ def _settle(source: Future[None], target: Future[None]) -> None:
 
 
 class _Sink:
-    """A temp file written in order by one lane while each hash is fed, in order, by a lane of
-    its own (hashlib releases the GIL on large buffers, so they spread over the cores). The file
-    is opened by the first write, so a one-batch body costs one hop in each lane.
+    """A temp file written in order by one lane while each hashlib digest is fed, in order, by a
+    lane of its own (hashlib releases the GIL on large buffers, so they spread over the cores).
+    The caller's extra hashes (the S3 checksum, a CRC32 at 4 GB/s) are fed by the writing lane
+    after each write: a hop per batch fewer, and less handing the GIL between threads (a 128 MiB
+    multipart upload ran at 385 to 413 MB/s so against 326 to 384 with a lane of its own). The
+    file is opened by the first write, so a one-batch body costs one hop in each lane.
 
     Every WRITEBACK bytes it asks the kernel to start writing the new range to disk, and every
     SYNC_EVERY bytes it runs an fdatasync in another thread while writing goes on: otherwise the
@@ -154,7 +158,10 @@ class _Sink:
         self.writes = _Lane(io)
         self.syncing: Future[None] | None = None  # a background fdatasync, if one runs
         self.synced = 0
-        self.lanes = [(_Lane(pool), h) for h in hasher.all]  # one per hash, fed in order
+        # hashlib digests get a lane each; the caller's extra hashes (a CRC) are fed by the
+        # writing thread after each write: one thread hop fewer per batch
+        self.lanes = [(_Lane(pool), h) for h in hasher.named.values()]
+        self.inline = hasher.extra
         self.offset = 0
         self.flushed = 0
 
@@ -177,6 +184,7 @@ class _Sink:
             while view:
                 view = view[os.write(self.fd, view) :]
             self.offset += len(data)
+        _feed_all(self.inline, batch)
         if _sync_file_range is not None and self.offset - self.flushed >= WRITEBACK:
             _sync_file_range(
                 self.fd, self.flushed, self.offset - self.flushed, SYNC_FILE_RANGE_WRITE
