@@ -524,7 +524,10 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         f"{os.cpu_count()} cores ({cpu}, shared with other jobs), Python {platform.python_version()}, "
         f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). {args.runs} rounds, peers interleaved, each after a "
         "100-PUT warm-up (discarded); medians shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1 "
-        "(except in the row where they share both cores); "
+        "(except in the rows marked as sharing both cores); rows marked *signed by boto3 before the clock* send the very requests the "
+        "boto3 client made and signed (headers, checksums, signatures), kept by a `before-send` hook and sent later with `http.client` "
+        "(`benchmarks/s3_presigned.py`): the load a client on another machine puts on the server, without the client's own hashing "
+        "and parsing on these two cores; "
         "fresh data directory per server on the same disk. "
         f"Load average {loads[0]:.1f} before and {loads[1]:.1f} after the run (1-minute load averages; they count this run's own servers and client).",
         "",
