@@ -25,7 +25,7 @@ from appliance.compute import wire as compute_wire
 from appliance.compute.migrations import migrations as compute_migrations
 from appliance.config import Config
 from appliance.console import routes as console_routes
-from appliance.db import migrate, open_db
+from appliance.db import Checkpointer, migrate, open_db
 from appliance.identity import auth_routes as identity_auth_routes
 from appliance.identity import limit_routes as identity_limit_routes
 from appliance.identity import routes as identity_routes
@@ -101,6 +101,9 @@ def create_app(
             config.data_dir.mkdir(parents=True, exist_ok=True)
         db = open_db(None if in_memory else config.db_path)
         migrate(db, MIGRATIONS)
+        checkpointer = None if in_memory else Checkpointer(db, config.db_path)
+        if checkpointer is not None:
+            checkpointer.start()
         the_cloud = Cloud.build(config, db, Catalog(CATALOG_SERVICES, config.region), in_memory)
         first = needs_bootstrap(the_cloud.identity)
         if first:
@@ -120,6 +123,8 @@ def create_app(
         finally:
             await the_cloud.network.metadata.close()
             await the_cloud.jobs.close()
+            if checkpointer is not None:
+                checkpointer.stop()
             db.close()
             log.info("stopped")
 
