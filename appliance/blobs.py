@@ -132,7 +132,7 @@ class _Sink:
     lane of its own (hashlib releases the GIL on large buffers, so they spread over the cores).
     The caller's extra hashes (the S3 checksum, a CRC32 at 4 GB/s) are fed by the writing lane
     after each write: a hop per batch fewer, and less handing the GIL between threads (a 128 MiB
-    multipart upload ran at 385 to 413 MB/s so against 326 to 384 with a lane of its own). The
+    multipart upload ran at 385 to 413 MB/s, against 326 to 384 with a lane of its own). The
     file is opened by the first write, so a one-batch body costs one hop in each lane.
 
     Every WRITEBACK bytes it asks the kernel to start writing the new range to disk, and every
