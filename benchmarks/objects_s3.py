@@ -17,6 +17,10 @@ would not take these two cores;
 in the first round only, the keys are filled up to --more-list-keys and listed once more.
 SeaweedFS runs twice: as it comes (no fsync) and with fsync on every volume write in the bucket
 (`fs.configure -fsync=true`), the durability closest to Nube's.
+Every server of a round runs at once (idle ones cost under 1 % of a core); the 4 KiB phases go in
+four slices of 500 requests that take turns round the servers, a different one first each turn, and
+the other phases run server by server in an order that moves on each round: on this shared machine
+speed drifts by up to 20 % within minutes, and taking turns spreads that over every server.
 Server and client CPU seconds are read from /proc for each phase. The disk reference is
 `dd bs=1M conv=fsync` of the same 128 MiB file, before each round.
 """
@@ -59,6 +63,7 @@ BIN = Path(sys.prefix) / "bin"
 PASSWORD = "bench-secret"
 KiB, MiB = 1024, 1024 * 1024
 TICK = os.sysconf("SC_CLK_TCK")
+SMALL_OPS, SLICES = 2000, 4  # 4 KiB requests per phase and server, in slices taken in turns
 
 
 def free_port() -> int:
@@ -251,6 +256,16 @@ class Phase:
     ops: int = 0
     nbytes: int = 0
 
+    def add(self, other: Phase) -> Phase:
+        """Sum of two slices of one phase (throughput is then total ops over total time)."""
+        self.wall += other.wall
+        self.server_cpu += other.server_cpu
+        self.client_cpu += other.client_cpu
+        self.latencies += other.latencies
+        self.ops += other.ops
+        self.nbytes += other.nbytes
+        return self
+
     @property
     def ops_s(self) -> float:
         return self.ops / self.wall
@@ -289,32 +304,68 @@ def many(server: Server, threads: int, jobs: list[Callable[[], int]]) -> Phase:
     return phase
 
 
-def run_peer(
-    server: Server, work: Path, big: Path, list_keys: int, more_keys: int
+@dataclass
+class Peer:
+    """A running server with its boto3 client, a bucket and the bodies the phases send."""
+
+    server: Server
+    s3: Any
+    small: bytes
+    mib: bytes
+    bucket: str = "bench"
+    signed: list[s3_presigned.Prepared] = field(default_factory=list)
+
+    @classmethod
+    def ready(cls, server: Server) -> Peer:
+        peer = cls(server, client(server.endpoint, server.access, server.secret),
+                   os.urandom(4 * KiB), os.urandom(MiB))  # fmt: skip
+        peer.s3.create_bucket(Bucket=peer.bucket)
+        many(server, 16, [peer.put(f"warm/{i}", peer.small) for i in range(100)])  # discarded
+        with s3_presigned.capturing(peer.s3) as signed:  # boto3's own requests, sent later
+            for i in range(SMALL_OPS):
+                peer.s3.put_object(Bucket=peer.bucket, Key=f"signed/{i}", Body=peer.small)
+        peer.signed = signed
+        return peer
+
+    def put(self, key: str, body: bytes) -> Callable[[], int]:
+        return lambda: (self.s3.put_object(Bucket=self.bucket, Key=key, Body=body), len(body))[1]
+
+    def get(self, key: str) -> Callable[[], int]:
+        return lambda: len(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def presigned(self, part: range) -> Phase:
+        phase = Phase(ops=len(part), nbytes=len(part) * len(self.small))
+        with measure(self.server, phase):
+            s3_presigned.send_all(self.server.endpoint, self.signed[part.start : part.stop], 16,
+                                  phase.latencies)  # fmt: skip
+        return phase
+
+
+def small_phases(peers: dict[str, Peer]) -> dict[str, dict[str, Phase]]:
+    """The 4 KiB phases, each cut into SLICES turns that go round the servers (a different server
+    first each turn): the machine's drift over minutes then falls on every server alike."""
+    out: dict[str, dict[str, Phase]] = {key: {} for key in peers}
+    size = SMALL_OPS // SLICES
+    phases: list[tuple[str, Callable[[Peer, range], Phase]]] = [
+        ("put4k", lambda p, r: many(p.server, 16, [p.put(f"small/{i}", p.small) for i in r])),
+        ("get4k", lambda p, r: many(p.server, 16, [p.get(f"small/{i}") for i in r])),
+        ("put4kpresigned", Peer.presigned),
+    ]
+    keys = list(peers)
+    for name, run in phases:
+        for turn in range(SLICES):
+            part = range(turn * size, (turn + 1) * size)
+            for key in keys[turn % len(keys) :] + keys[: turn % len(keys)]:
+                out[key].setdefault(name, Phase()).add(run(peers[key], part))
+    return out
+
+
+def large_phases(
+    peer: Peer, work: Path, big: Path, list_keys: int, more_keys: int
 ) -> dict[str, Phase]:
-    s3 = client(server.endpoint, server.access, server.secret)
-    bucket = "bench"
-    s3.create_bucket(Bucket=bucket)
-    small, mib = os.urandom(4 * KiB), os.urandom(MiB)
-
-    def put(key: str, body: bytes) -> Callable[[], int]:
-        return lambda: (s3.put_object(Bucket=bucket, Key=key, Body=body), len(body))[1]
-
-    def get(key: str) -> Callable[[], int]:
-        return lambda: len(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-    many(server, 16, [put(f"warm/{i}", small) for i in range(100)])  # warm-up, discarded
+    server, s3, bucket, put, get = peer.server, peer.s3, peer.bucket, peer.put, peer.get
     out: dict[str, Phase] = {}
-    out["put4k"] = many(server, 16, [put(f"small/{i}", small) for i in range(2000)])
-    out["get4k"] = many(server, 16, [get(f"small/{i}") for i in range(2000)])
-    with s3_presigned.capturing(s3) as signed:  # boto3's own requests, sent below without boto3
-        for i in range(2000):
-            s3.put_object(Bucket=bucket, Key=f"signed/{i}", Body=small)
-    phase = Phase(ops=len(signed), nbytes=len(signed) * len(small))
-    with measure(server, phase):
-        s3_presigned.send_all(server.endpoint, signed, 16, phase.latencies)
-    out["put4kpresigned"] = phase
-    out["put1m"] = many(server, 8, [put(f"mib/{i}", mib) for i in range(96)])
+    out["put1m"] = many(server, 8, [put(f"mib/{i}", peer.mib) for i in range(96)])
     out["get1m"] = many(server, 8, [get(f"mib/{i}") for i in range(96)])
     transfer = TransferConfig(
         multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=8
@@ -467,26 +518,41 @@ def main() -> int:
             "seaweedfs": lambda w: start_seaweedfs(w, args.peers_venv),
             "seaweedfs-fsync": lambda w: start_seaweedfs(w, args.peers_venv, fsync=True),
         }
-        for round_ in range(args.runs):  # peers interleaved, so neighbour load spreads over all
+        for round_ in range(args.runs):
             dds.append(dd(big, work / "dd.out"))
-            for key in args.only.split(","):
-                if key in missing:
-                    continue
-                peer_dir = work / f"{key}-{round_}"
-                peer_dir.mkdir()
-                server = starters[key](peer_dir)
-                if server is None:
-                    missing.append(key)
-                    continue
-                try:
-                    print(f"round {round_ + 1}: {server.name} ...", file=sys.stderr, flush=True)
+            keys = [k for k in args.only.split(",") if k not in missing]
+            keys = keys[round_ % len(keys) :] + keys[: round_ % len(keys)]  # a new order each round
+            servers: dict[str, Server] = {}
+            try:
+                for key in keys:  # all up at once (idle, each costs under 1 % of a core)
+                    (work / f"{key}-{round_}").mkdir()
+                    server = starters[key](work / f"{key}-{round_}")
+                    if server is None:
+                        missing.append(key)
+                    else:
+                        servers[key] = server
+                print(
+                    f"round {round_ + 1}: 4 KiB phases, taking turns ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                peers = {key: Peer.ready(server) for key, server in servers.items()}
+                phases = small_phases(peers)
+                for key, peer in peers.items():
+                    print(
+                        f"round {round_ + 1}: {peer.server.name} ...", file=sys.stderr, flush=True
+                    )
                     more = args.more_list_keys if round_ == 0 else 0
-                    phases = run_peer(server, peer_dir, big, args.list_keys, more)
-                    results.setdefault(key, (server, []))[1].append(phases)
-                finally:
+                    phases[key].update(
+                        large_phases(peer, work / f"{key}-{round_}", big, args.list_keys, more)
+                    )
+                    results.setdefault(key, (peer.server, []))[1].append(phases[key])
+            finally:
+                for key, server in servers.items():
                     stop(server)
-                    shutil.rmtree(peer_dir, ignore_errors=True)
+                    shutil.rmtree(work / f"{key}-{round_}", ignore_errors=True)
         loads = loads[0], os.getloadavg()[0]
+        results = {k: results[k] for k in args.only.split(",") if k in results}
         costs = hash_rates(), fsync_ms(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -522,8 +588,9 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         "",
         f"Produced by `{cmd}` on {getattr(args, 'when', None) or datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{os.cpu_count()} cores ({cpu}, shared with other jobs), Python {platform.python_version()}, "
-        f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). {args.runs} rounds, peers interleaved, each after a "
-        "100-PUT warm-up (discarded); medians shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1 "
+        f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). {args.runs} rounds, all servers of a round "
+        "running at once, each after a 100-PUT warm-up (discarded); the 4 KiB phases in four slices of 500 requests taking turns round the servers "
+        "(a different one first each turn), the other phases server by server in an order moved on each round; medians of the rounds shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1 "
         "(except in the rows marked as sharing both cores); rows marked *signed by boto3 before the clock* send the very requests the "
         "boto3 client made and signed (headers, checksums, signatures), kept by a `before-send` hook and sent later with `http.client` "
         "(`benchmarks/s3_presigned.py`): the load a client on another machine puts on the server, without the client's own hashing "
