@@ -21,6 +21,7 @@ Every server of a round runs at once (idle ones cost under 1 % of a core); the 4
 four slices of 500 requests that take turns round the servers, a different one first each turn, and
 the other phases run server by server in an order that moves on each round: on this shared machine
 speed drifts by up to 20 % within minutes, and taking turns spreads that over every server.
+Every phase (and slice) starts after a `sync`, so no server pays for another's deferred writes.
 Server and client CPU seconds are read from /proc for each phase. The disk reference is
 `dd bs=1M conv=fsync` of the same 128 MiB file, before each round.
 """
@@ -281,6 +282,9 @@ class Phase:
 
 @contextmanager
 def measure(server: Server, phase: Phase) -> Iterator[Phase]:
+    # Dirty pages another server left (one that does not fsync) would be written back during this
+    # phase and slow its fsyncs: every phase starts with them written.
+    os.sync()
     s0, c0, t0 = proc_cpu(server.pid), own_cpu(), time.monotonic()
     yield phase
     phase.wall = time.monotonic() - t0
@@ -590,7 +594,7 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         f"{os.cpu_count()} cores ({cpu}, shared with other jobs), Python {platform.python_version()}, "
         f"boto3 {boto3.__version__} with default settings (CRC32 checksums on upload). {args.runs} rounds, all servers of a round "
         "running at once, each after a 100-PUT warm-up (discarded); the 4 KiB phases in four slices of 500 requests taking turns round the servers "
-        "(a different one first each turn), the other phases server by server in an order moved on each round; medians of the rounds shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1 "
+        "(a different one first each turn), the other phases server by server in an order moved on each round; every phase and slice starts after a `sync`, so that no server pays for the writeback of another's unsynced data; medians of the rounds shown; loopback only (`unshare -n`); each server pinned to core 0, the boto3 client to core 1 "
         "(except in the rows marked as sharing both cores); rows marked *signed by boto3 before the clock* send the very requests the "
         "boto3 client made and signed (headers, checksums, signatures), kept by a `before-send` hook and sent later with `http.client` "
         "(`benchmarks/s3_presigned.py`): the load a client on another machine puts on the server, without the client's own hashing "
