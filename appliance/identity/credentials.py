@@ -8,12 +8,22 @@ import json
 import secrets
 import sqlite3
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from appliance.context import Context
 from appliance.errors import Conflict, Forbidden, Invalid, NotFound
-from appliance.identity.models import AppCredential, Ec2Credential, Role, iso, new_id, now
+from appliance.identity.models import (
+    AppCredential,
+    Ec2Credential,
+    Project,
+    Role,
+    User,
+    iso,
+    new_id,
+    now,
+)
 from appliance.identity.service import Identity
 from appliance.identity.tokens import KeyRing
 
@@ -37,6 +47,17 @@ def _writer(ctx: Context, what: str) -> None:
 
 
 OPENED_KEEP = 4096  # decrypted EC2 credential blobs kept in memory (oldest dropped first)
+SIGNERS_KEEP = 1024  # principals behind access keys kept for signed S3 requests
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """Who signs with an EC2 access key: its secret, user, project and effective roles there."""
+
+    secret: str
+    user: User
+    project: Project
+    roles: tuple[Role, ...]
 
 
 class Credentials:
@@ -44,10 +65,13 @@ class Credentials:
         self.identity = identity
         self.db = identity.db
         self.blob_keys = blob_keys
-        # Decrypted EC2 blobs by their ciphertext, so a signed S3 request does not pay a Fernet
-        # decryption each time. The row itself is still read for every request: a deleted or
-        # re-encrypted credential never answers from here.
+        # Decrypted EC2 blobs by their ciphertext, so reading a credential does not pay a Fernet
+        # decryption each time. The row itself is still read: a deleted or re-encrypted
+        # credential never answers from here.
         self._opened: dict[str, dict[str, Any]] = {}
+        # Signers by access key, with the identity generation they were read at: an entry answers
+        # only while no domain, project, user, role, assignment or credential has changed since.
+        self._signers: dict[str, tuple[int, Signer]] = {}
 
     # -- application credentials ----------------------------------------------------------------
 
@@ -249,6 +273,28 @@ class Credentials:
             "SELECT * FROM credentials WHERE id = ? AND type = 'ec2'", [access_hash(access)]
         )
         return None if row is None else self._ec2(row)
+
+    def signer(self, access: str) -> Signer | None:
+        """For request signing (S3): who signs with `access` (None: no such key). One query while
+        identity is unchanged since the last request with this key, four after a change."""
+        row = self.identity._one("SELECT n FROM identity_generation", [])
+        generation = None if row is None else row["n"]
+        kept = self._signers.get(access)
+        if kept is not None and generation is not None and kept[0] == generation:
+            return kept[1]
+        cred = self.ec2_by_access(access)
+        if cred is None:  # not kept: unknown keys must not push known ones out
+            return None
+        identity = self.identity
+        user, project = identity.user(cred.user_id), identity.project(cred.project_id)
+        found = Signer(
+            cred.secret, user, project, identity.roles_on(user.id, "project", project.id)
+        )
+        if generation is not None:
+            if len(self._signers) >= SIGNERS_KEEP:
+                self._signers.pop(next(iter(self._signers)))
+            self._signers[access] = (generation, found)
+        return found
 
     # -- generic /v3/credentials (read and delete; EC2 ones are created above) -------------------
 

@@ -105,3 +105,23 @@ def m002_unified_limits(db: Database) -> None:
             description TEXT NOT NULL DEFAULT '',
             UNIQUE (project_id, service_id, region_id, resource_name))"""
     )
+
+
+# Every table an S3 signature's authority rests on: the credential, its user and project, their
+# domains, the roles and role assignments.
+WATCHED = ("domains", "projects", "users", "roles", "role_assignments", "credentials")
+
+
+@migrations()
+def m003_identity_generation(db: Database) -> None:
+    """A counter that every committed change to the watched tables moves on (triggers, so every
+    writer counts, in any process): what was read about a principal at generation n is still true
+    while the counter reads n."""
+    db.execute("CREATE TABLE identity_generation (n INTEGER NOT NULL)")
+    db.execute("INSERT INTO identity_generation (n) VALUES (0)")
+    for table in WATCHED:
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            db.execute(
+                f"CREATE TRIGGER {table}_{event.lower()}_generation AFTER {event} ON {table} "
+                "BEGIN UPDATE identity_generation SET n = n + 1; END"
+            )

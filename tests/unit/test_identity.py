@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -243,6 +244,42 @@ def test_ec2_secret_is_stored_encrypted_and_found_by_access_key(world: World) ->
     assert cred.secret not in blob and cred.access not in blob
     found = world.credentials.ec2_by_access(cred.access)
     assert found is not None and (found.secret, found.project_id) == (cred.secret, alice.project_id)
+
+
+def test_ec2_signer_is_kept_until_any_identity_change_even_from_another_connection(
+    tmp_path: Path,
+) -> None:
+    db = open_db(tmp_path / "nube.db")
+    migrate(db, [migrations])
+    identity = Identity(db, Passwords(1, 8, 1))
+    bootstrap(identity, "pw")
+    credentials = Credentials(identity, KeyRing(None))
+    world = World.__new__(World)  # the same helpers, over this file-backed database
+    world.db, world.identity, world.credentials = db, identity, credentials
+    world.keys = KeyRing(None)
+    world.auth = Auth(identity, credentials, world.keys, 3600)
+    world.admin = world.login("admin", "pw", "admin")
+    alice = world.tenant("a")
+    cred = credentials.create_ec2(alice, alice.user_id, alice.project_id)
+    first = credentials.signer(cred.access)
+    assert first is not None and first.secret == cred.secret
+    assert (first.user.id, first.project.id) == (alice.user_id, alice.project_id)
+    assert {r.name for r in first.roles} == {"member", "reader"}
+    assert credentials.signer(cred.access) is first  # nothing changed: kept
+    assert credentials.signer("no-such-key") is None
+
+    member = identity.role_by_name("member").id
+    Assignments(identity).revoke(world.admin, alice.user_id, "project", alice.project_id, member)
+    assert credentials.signer(cred.access).roles == ()  # type: ignore[union-attr]
+    identity.update_project(world.admin, alice.project_id, {"enabled": False})
+    assert not credentials.signer(cred.access).project.enabled  # type: ignore[union-attr]
+    other = sqlite3.connect(tmp_path / "nube.db")  # another writer, as another process would be
+    with other:
+        other.execute("UPDATE users SET enabled = 0 WHERE id = ?", [alice.user_id])
+    other.close()
+    assert not credentials.signer(cred.access).user.enabled  # type: ignore[union-attr]
+    credentials.delete_ec2(world.admin, alice.user_id, cred.access)
+    assert credentials.signer(cred.access) is None
 
 
 def test_reader_cannot_create_ec2_credentials(world: World) -> None:
