@@ -8,22 +8,12 @@ import json
 import secrets
 import sqlite3
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from appliance.context import Context
 from appliance.errors import Conflict, Forbidden, Invalid, NotFound
-from appliance.identity.models import (
-    AppCredential,
-    Ec2Credential,
-    Project,
-    Role,
-    User,
-    iso,
-    new_id,
-    now,
-)
+from appliance.identity.models import AppCredential, Ec2Credential, Role, Signer, iso, new_id, now
 from appliance.identity.service import Identity
 from appliance.identity.tokens import KeyRing
 
@@ -48,16 +38,6 @@ def _writer(ctx: Context, what: str) -> None:
 
 OPENED_KEEP = 4096  # decrypted EC2 credential blobs kept in memory (oldest dropped first)
 SIGNERS_KEEP = 1024  # principals behind access keys kept for signed S3 requests
-
-
-@dataclass(frozen=True, slots=True)
-class Signer:
-    """Who signs with an EC2 access key: its secret, user, project and effective roles there."""
-
-    secret: str
-    user: User
-    project: Project
-    roles: tuple[Role, ...]
 
 
 class Credentials:

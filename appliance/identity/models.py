@@ -131,6 +131,16 @@ class Ec2Credential:
 
 
 @dataclass(frozen=True, slots=True)
+class Signer:
+    """Who signs with an EC2 access key: its secret, user, project and effective roles there."""
+
+    secret: str
+    user: User
+    project: Project
+    roles: tuple[Role, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Token:
     """A validated token: everything its body shows, resolved from the payload at validation time."""
 
