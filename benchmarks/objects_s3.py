@@ -23,7 +23,9 @@ the other phases run server by server in an order that moves on each round: on t
 speed drifts by up to 20 % within minutes, and taking turns spreads that over every server.
 Every phase (and slice) starts after a `sync`, so no server pays for another's deferred writes.
 Server and client CPU seconds are read from /proc for each phase. The disk reference is
-`dd bs=1M conv=fsync` of the same 128 MiB file, before each round.
+`dd bs=1M conv=fsync` of the same 128 MiB file on the same disk: before each round, and before each
+large upload (--repeats of each kind per server and round), each upload set against its own dd: the
+disk's speed here drifts by up to a factor of 1.7 within minutes.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ import s3_presigned
 from report import write_section
 
 BIN = Path(sys.prefix) / "bin"
+BIG_PUTS = ("putbig", "putbigshared", "putbigpresigned")
 PASSWORD = "bench-secret"
 KiB, MiB = 1024, 1024 * 1024
 TICK = os.sysconf("SC_CLK_TCK")
@@ -257,6 +260,9 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     ops: int = 0
     nbytes: int = 0
+    # Large uploads: each one's MB/s and that of the dd run on the same disk just before it.
+    uploads: list[float] = field(default_factory=list)
+    disks: list[float] = field(default_factory=list)
 
     def add(self, other: Phase) -> Phase:
         """Sum of two slices of one phase (throughput is then total ops over total time)."""
@@ -266,7 +272,14 @@ class Phase:
         self.latencies += other.latencies
         self.ops += other.ops
         self.nbytes += other.nbytes
+        self.uploads += other.uploads
+        self.disks += other.disks
         return self
+
+    @property
+    def shares(self) -> list[float]:
+        """Each upload's MB/s as a percentage of its own dd."""
+        return [100 * u / d for u, d in zip(self.uploads, self.disks, strict=True)]
 
     @property
     def ops_s(self) -> float:
@@ -366,7 +379,7 @@ def small_phases(peers: dict[str, Peer]) -> dict[str, dict[str, Phase]]:
 
 
 def large_phases(
-    peer: Peer, work: Path, big: Path, list_keys: int, more_keys: int
+    peer: Peer, work: Path, big: Path, list_keys: int, more_keys: int, repeats: int
 ) -> dict[str, Phase]:
     server, s3, bucket, put, get = peer.server, peer.s3, peer.bucket, peer.put, peer.get
     out: dict[str, Phase] = {}
@@ -376,24 +389,37 @@ def large_phases(
         multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=8
     )
     size = big.stat().st_size
-    with measure(server, Phase(ops=1, nbytes=size)) as phase:
-        s3.upload_file(str(big), bucket, "big", Config=transfer)
-    out["putbig"] = phase
+
+    def uploads(name: str, upload: Callable[[str, Callable[[], Any]], None]) -> Phase:
+        """`repeats` uploads of `big`, each right after a dd of it on the same disk (the disk's
+        speed drifts within minutes here, so each upload is set against its own reference)."""
+        total = Phase()
+        for i in range(repeats):
+            disk = dd(big, work / "dd.out")
+            phase = Phase(ops=1, nbytes=size)
+            upload(f"{name}-{i}", lambda phase=phase: measure(server, phase))
+            assert s3.head_object(Bucket=bucket, Key=f"{name}-{i}")["ContentLength"] == size
+            total.add(phase).uploads.append(phase.mb_s)
+            total.disks.append(disk)
+        return total
+
+    def upload_file(key: str, timed: Callable[[], Any]) -> None:
+        with timed():
+            s3.upload_file(str(big), bucket, key, Config=transfer)
+
+    def presigned(key: str, timed: Callable[[], Any]) -> None:
+        s3_presigned.upload(s3, server.endpoint, bucket, key, big.read_bytes(), 8 * MiB, 8, timed)
+
+    out["putbig"] = uploads("big", upload_file)
     back = work / "back.bin"
     with measure(server, Phase(ops=1, nbytes=size)) as phase:
-        s3.download_file(bucket, "big", str(back), Config=transfer)
+        s3.download_file(bucket, "big-0", str(back), Config=transfer)
     out["getbig"] = phase
     assert back.stat().st_size == size
     back.unlink()
-    with both_cores(server), measure(server, Phase(ops=1, nbytes=size)) as phase:
-        s3.upload_file(str(big), bucket, "big-shared", Config=transfer)
-    out["putbigshared"] = phase
-    phase = Phase(ops=1, nbytes=size)
     with both_cores(server):
-        s3_presigned.upload(s3, server.endpoint, bucket, "big-presigned", big.read_bytes(), 8 * MiB,
-                            8, lambda: measure(server, phase))  # fmt: skip
-    assert s3.head_object(Bucket=bucket, Key="big-presigned")["ContentLength"] == size
-    out["putbigpresigned"] = phase
+        out["putbigshared"] = uploads("big-shared", upload_file)
+        out["putbigpresigned"] = uploads("big-presigned", presigned)
     out["fill"] = many(server, 16, [put(f"list/{i:07d}", b"") for i in range(list_keys)])
     runs = []
     for _ in range(3):
@@ -458,6 +484,7 @@ def fsync_ms(where: Path) -> float:
 
 
 def dd(src: Path, dest: Path) -> float:
+    os.sync()  # no server's unsynced writes are flushed during it
     start = time.monotonic()
     subprocess.run(
         ["dd", f"if={src}", f"of={dest}", "bs=1M", "conv=fsync", "status=none"], check=True
@@ -481,6 +508,8 @@ def main() -> int:
     )
     parser.add_argument("--render", type=Path, help="only re-render the report from a --save file")
     parser.add_argument("--runs", type=int, default=3, help="rounds over all peers (median shown)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="large uploads of each kind per server and round, each after its own dd")  # fmt: skip
     args = parser.parse_args()
     if args.render:
         saved = json.loads(args.render.read_text())
@@ -549,7 +578,9 @@ def main() -> int:
                     )
                     more = args.more_list_keys if round_ == 0 else 0
                     phases[key].update(
-                        large_phases(peer, work / f"{key}-{round_}", big, args.list_keys, more)
+                        large_phases(
+                            peer, work / f"{key}-{round_}", big, args.list_keys, more, args.repeats
+                        )
                     )
                     results.setdefault(key, (peer.server, []))[1].append(phases[key])
             finally:
@@ -627,6 +658,12 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         values = sorted(r[key].mb_s for r in runs)
         return f"{statistics.median(values):,.0f} ({values[0]:,.0f} to {values[-1]:,.0f})"
 
+    def shares(runs: list[dict[str, Phase]], key: str) -> str:
+        got = sorted(x for r in runs for x in r[key].shares)
+        if not got:
+            return "not measured"
+        return f"{statistics.median(got):.0f} % ({got[0]:.0f} to {got[-1]:.0f})"
+
     def cpus(runs: list[dict[str, Phase]], key: str) -> str:
         return f"{med(runs, key, lambda p: p.server_cpu):.1f} / {med(runs, key, lambda p: p.client_cpu):.1f}"
 
@@ -652,20 +689,28 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         ("  server / client CPU s for 2000 GETs", cpus, "get4k"),
         ("PUT 1 MiB, 8 threads: MB/s (range)", mbs, "put1m"),
         ("GET 1 MiB, 8 threads: MB/s (range)", mbs, "get1m"),
-        (f"PUT {args.big_mib} MiB multipart (8 MiB parts, 8 threads): MB/s (range)", mbs, "putbig"),
+        (
+            f"PUT {args.big_mib} MiB multipart (8 MiB parts, 8 threads), {args.repeats} per round: MB/s (range)",
+            mbs,
+            "putbig",
+        ),
+        ("  % of the dd run just before each upload: median (range)", shares, "putbig"),
         ("  server / client CPU s", cpus, "putbig"),
         (
-            f"PUT {args.big_mib} MiB multipart, server and client sharing both cores: MB/s (range)",
+            f"PUT {args.big_mib} MiB multipart, server and client sharing both cores, {args.repeats} per round: "
+            "MB/s (range)",
             mbs,
             "putbigshared",
         ),
+        ("  % of the dd run just before each upload: median (range)", shares, "putbigshared"),
         ("  server / client CPU s", cpus, "putbigshared"),
         (
-            f"PUT {args.big_mib} MiB multipart, parts signed by boto3 before the clock, sharing both cores: "
-            "MB/s (range)",
+            f"PUT {args.big_mib} MiB multipart, parts signed by boto3 before the clock, sharing both cores, "
+            f"{args.repeats} per round: MB/s (range)",
             mbs,
             "putbigpresigned",
         ),
+        ("  % of the dd run just before each upload: median (range)", shares, "putbigpresigned"),
         ("  server / client CPU s", cpus, "putbigpresigned"),
         (f"GET {args.big_mib} MiB (ranged, 8 threads): MB/s (range)", mbs, "getbig"),
         ("  server / client CPU s", cpus, "getbig"),
@@ -694,29 +739,35 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         cells = [fn([r for r in runs if key in r], key) if any(key in r for r in runs) else "not run"
                  for _, runs in results.values()]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    disks = sorted(d for _, runs in results.values() for r in runs for key in BIG_PUTS if key in r
+                   for d in r[key].disks)  # fmt: skip
     lines += [
         "",
         f"Disk reference: `dd bs=1M conv=fsync` of the same {args.big_mib} MiB file on the same disk, just before "
-        f"each round: {' / '.join(f'{d:.0f}' for d in dds)} MB/s (median {statistics.median(dds):.0f}).",
-    ]
+        f"each round: {' / '.join(f'{d:.0f}' for d in dds)} MB/s (median {statistics.median(dds):.0f}); "
+        + (f"and just before each large upload: {len(disks)} runs, median {statistics.median(disks):.0f} "
+           f"({disks[0]:.0f} to {disks[-1]:.0f}) MB/s. Each large upload is set against its own dd."
+           if disks else "each large upload is set against the dd of its round.")
+    ]  # fmt: skip
     if "nube" in results:
         r = results["nube"][1]
-        puts = sorted(x["putbig"].mb_s / dds[i] * 100 for i, x in enumerate(r))
-        gets = sorted(x["getbig"].mb_s / dds[i] * 100 for i, x in enumerate(r))
 
         def share(key: str, how: str) -> str:
-            got = sorted(x[key].mb_s / dds[i] * 100 for i, x in enumerate(r) if key in x)
+            got = sorted(p for i, x in enumerate(r) if key in x
+                         for p in (x[key].shares or [x[key].mb_s / dds[i] * 100]))  # fmt: skip
             if not got:
                 return ""
-            rounds = ", ".join(f"{p:.0f}" for p in got)
-            return f", {statistics.median(got):.0f} % (rounds: {rounds} %) {how}"
+            each = ", ".join(f"{p:.0f}" for p in got)
+            return f"{statistics.median(got):.0f} % (each upload: {each} %) {how}"
 
+        gets = sorted(x["getbig"].mb_s / dds[i] * 100 for i, x in enumerate(r))
+        parts = [share("putbig", "pinned to one core"),
+                 share("putbigshared", "sharing both cores with the boto3 client"),
+                 share("putbigpresigned", "with the parts signed before the clock")]  # fmt: skip
         lines.append(
-            f"Nube's large-object PUT reaches {statistics.median(puts):.0f} % (rounds: "
-            f"{', '.join(f'{p:.0f}' for p in puts)} %) of the dd of its round pinned to one core"
-            + share("putbigshared", "sharing both cores with the boto3 client")
-            + share("putbigpresigned", "with the parts signed before the clock")
-            + f"; its GET {statistics.median(gets):.0f} %."
+            "Nube's large-object PUT reaches, of the disk's fsync'd write speed, "
+            + "; ".join(p for p in parts if p)
+            + f"; its GET {statistics.median(gets):.0f} % of the dd of its round."
         )
         lines += ["", *where_time_goes(results, dds, costs, args)]
     return "\n".join(lines)
@@ -728,7 +779,8 @@ def where_time_goes(results: dict[str, tuple[Server, list[dict[str, Phase]]]], d
     rates, fsync = costs
     per_mb = sum(1 / r for r in rates.values())  # core-seconds per MB for all three digests
     ceiling = 1 / per_mb
-    dd_mb = statistics.median(dds)
+    disks = [d for r in results["nube"][1] for key in BIG_PUTS if key in r for d in r[key].disks]
+    dd_mb = statistics.median(disks or dds)
 
     def cpu_per_mb(key: str) -> float:
         return statistics.median(
