@@ -23,9 +23,9 @@ the other phases run server by server in an order that moves on each round: on t
 speed drifts by up to 20 % within minutes, and taking turns spreads that over every server.
 Every phase (and slice) starts after a `sync`, so no server pays for another's deferred writes.
 Server and client CPU seconds are read from /proc for each phase. The disk reference is
-`dd bs=1M conv=fsync` of the same 128 MiB file on the same disk: before each round, and before each
-large upload (--repeats of each kind per server and round), each upload set against its own dd: the
-disk's speed here drifts by up to a factor of 1.7 within minutes.
+`dd bs=1M conv=fsync` of the same 128 MiB file on the same disk, run after a `sync` before each round
+and before each large upload (--repeats of each kind per server and round): the median of all of them
+is the disk's speed every large upload is set against (one dd swings from about 390 to 690 MB/s here).
 """
 
 from __future__ import annotations
@@ -85,6 +85,12 @@ def proc_cpu(pid: int) -> float:
 def own_cpu() -> float:
     t = os.times()
     return t.user + t.system
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy (every core, every process and kernel thread)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / TICK  # all but idle and iowait
 
 
 def wait_http(url: str, ok: Callable[[requests.Response], bool], seconds: float = 120) -> None:
@@ -257,10 +263,11 @@ class Phase:
     wall: float = 0.0
     server_cpu: float = 0.0
     client_cpu: float = 0.0
+    other_cpu: float = 0.0  # every other process and kernel thread (writeback, idle peers)
     latencies: list[float] = field(default_factory=list)
     ops: int = 0
     nbytes: int = 0
-    # Large uploads: each one's MB/s and that of the dd run on the same disk just before it.
+    # Large uploads: each one's MB/s, and that of a dd run on the same disk just before it.
     uploads: list[float] = field(default_factory=list)
     disks: list[float] = field(default_factory=list)
 
@@ -269,17 +276,13 @@ class Phase:
         self.wall += other.wall
         self.server_cpu += other.server_cpu
         self.client_cpu += other.client_cpu
+        self.other_cpu += other.other_cpu
         self.latencies += other.latencies
         self.ops += other.ops
         self.nbytes += other.nbytes
         self.uploads += other.uploads
         self.disks += other.disks
         return self
-
-    @property
-    def shares(self) -> list[float]:
-        """Each upload's MB/s as a percentage of its own dd."""
-        return [100 * u / d for u, d in zip(self.uploads, self.disks, strict=True)]
 
     @property
     def ops_s(self) -> float:
@@ -299,11 +302,12 @@ def measure(server: Server, phase: Phase) -> Iterator[Phase]:
     # Dirty pages another server left (one that does not fsync) would be written back during this
     # phase and slow its fsyncs: every phase starts with them written.
     os.sync()
-    s0, c0, t0 = proc_cpu(server.pid), own_cpu(), time.monotonic()
+    s0, c0, m0, t0 = proc_cpu(server.pid), own_cpu(), machine_cpu(), time.monotonic()
     yield phase
     phase.wall = time.monotonic() - t0
     phase.server_cpu = proc_cpu(server.pid) - s0
     phase.client_cpu = own_cpu() - c0
+    phase.other_cpu = max(0.0, machine_cpu() - m0 - phase.server_cpu - phase.client_cpu)
 
 
 def many(server: Server, threads: int, jobs: list[Callable[[], int]]) -> Phase:
@@ -608,6 +612,17 @@ def main() -> int:
     return 0
 
 
+def disk_speed(
+    results: dict[str, tuple[Server, list[dict[str, Phase]]]], dds: list[float]
+) -> list[float]:
+    """Every dd of the run, sorted: the one before each round and the one before each large upload.
+    Their median is the disk's fsync'd write speed here. It is not set against the upload right
+    after each dd, one by one: on this virtual disk dd swings between about 390 and 690 MB/s from
+    one run to the next, with no sign of the upload that follows doing the same."""
+    return sorted([*dds, *(d for _, runs in results.values() for r in runs for key in BIG_PUTS
+                           if key in r for d in r[key].disks)])  # fmt: skip
+
+
 def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: list[str], dds: list[float],
            loads: tuple[float, float], costs: tuple[dict[str, float], float], args: argparse.Namespace) -> str:  # fmt: skip
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -658,14 +673,20 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         values = sorted(r[key].mb_s for r in runs)
         return f"{statistics.median(values):,.0f} ({values[0]:,.0f} to {values[-1]:,.0f})"
 
+    disks = disk_speed(results, dds)
+    disk_mb = statistics.median(disks)
+
+    def uploads(runs: list[dict[str, Phase]], key: str) -> list[float]:
+        return sorted(u for r in runs if key in r for u in (r[key].uploads or [r[key].mb_s]))
+
     def shares(runs: list[dict[str, Phase]], key: str) -> str:
-        got = sorted(x for r in runs for x in r[key].shares)
-        if not got:
-            return "not measured"
-        return f"{statistics.median(got):.0f} % ({got[0]:.0f} to {got[-1]:.0f})"
+        got = uploads(runs, key)
+        return (f"{100 * statistics.median(got) / disk_mb:.0f} % ({100 * got[0] / disk_mb:.0f} to "
+                f"{100 * got[-1] / disk_mb:.0f})")  # fmt: skip
 
     def cpus(runs: list[dict[str, Phase]], key: str) -> str:
-        return f"{med(runs, key, lambda p: p.server_cpu):.1f} / {med(runs, key, lambda p: p.client_cpu):.1f}"
+        return (f"{med(runs, key, lambda p: p.server_cpu):.1f} / {med(runs, key, lambda p: p.client_cpu):.1f}"
+                f" / {med(runs, key, lambda p: p.other_cpu):.1f}")  # fmt: skip
 
     def rate(runs: list[dict[str, Phase]], key: str) -> str:
         return f"{med(runs, key, lambda p: p.ops_s):,.0f}"
@@ -678,15 +699,15 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
 
     table = [
         ("PUT 4 KiB, 16 threads: ops/s (p50/p99)", ops, "put4k"),
-        ("  server / client CPU s for 2000 PUTs", cpus, "put4k"),
+        ("  server / client / other CPU s for 2000 PUTs", cpus, "put4k"),
         (
             "PUT 4 KiB, signed by boto3 before the clock, 16 threads: ops/s (p50/p99)",
             ops,
             "put4kpresigned",
         ),
-        ("  server / client CPU s for 2000 PUTs", cpus, "put4kpresigned"),
+        ("  server / client / other CPU s for 2000 PUTs", cpus, "put4kpresigned"),
         ("GET 4 KiB, 16 threads: ops/s (p50/p99)", ops, "get4k"),
-        ("  server / client CPU s for 2000 GETs", cpus, "get4k"),
+        ("  server / client / other CPU s for 2000 GETs", cpus, "get4k"),
         ("PUT 1 MiB, 8 threads: MB/s (range)", mbs, "put1m"),
         ("GET 1 MiB, 8 threads: MB/s (range)", mbs, "get1m"),
         (
@@ -694,33 +715,33 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
             mbs,
             "putbig",
         ),
-        ("  % of the dd run just before each upload: median (range)", shares, "putbig"),
-        ("  server / client CPU s", cpus, "putbig"),
+        ("  each upload, % of the median dd: median (range)", shares, "putbig"),
+        ("  server / client / other CPU s", cpus, "putbig"),
         (
             f"PUT {args.big_mib} MiB multipart, server and client sharing both cores, {args.repeats} per round: "
             "MB/s (range)",
             mbs,
             "putbigshared",
         ),
-        ("  % of the dd run just before each upload: median (range)", shares, "putbigshared"),
-        ("  server / client CPU s", cpus, "putbigshared"),
+        ("  each upload, % of the median dd: median (range)", shares, "putbigshared"),
+        ("  server / client / other CPU s", cpus, "putbigshared"),
         (
             f"PUT {args.big_mib} MiB multipart, parts signed by boto3 before the clock, sharing both cores, "
             f"{args.repeats} per round: MB/s (range)",
             mbs,
             "putbigpresigned",
         ),
-        ("  % of the dd run just before each upload: median (range)", shares, "putbigpresigned"),
-        ("  server / client CPU s", cpus, "putbigpresigned"),
+        ("  each upload, % of the median dd: median (range)", shares, "putbigpresigned"),
+        ("  server / client / other CPU s", cpus, "putbigpresigned"),
         (f"GET {args.big_mib} MiB (ranged, 8 threads): MB/s (range)", mbs, "getbig"),
-        ("  server / client CPU s", cpus, "getbig"),
+        ("  server / client / other CPU s", cpus, "getbig"),
         (f"PUT 0 B (filling {args.list_keys:,} keys), 16 threads: ops/s", rate, "fill"),
         (
             f"LIST {args.list_keys:,} keys (1000 per page), median of 3 listings: s (range over runs)",
             wall,
             "list",
         ),
-        ("  server / client CPU s", cpus, "list"),
+        ("  server / client / other CPU s", cpus, "list"),
         (
             f"PUT 0 B (filling up to {args.more_list_keys:,} keys), 32 threads, first round: ops/s",
             rate,
@@ -731,7 +752,7 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
             wall,
             "listmore",
         ),
-        ("  server / client CPU s", cpus, "listmore"),
+        ("  server / client / other CPU s", cpus, "listmore"),
     ]
     for label, fn, key in table:
         if not any(key in r for _, runs in results.values() for r in runs):
@@ -739,35 +760,33 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
         cells = [fn([r for r in runs if key in r], key) if any(key in r for r in runs) else "not run"
                  for _, runs in results.values()]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    disks = sorted(d for _, runs in results.values() for r in runs for key in BIG_PUTS if key in r
-                   for d in r[key].disks)  # fmt: skip
     lines += [
         "",
         f"Disk reference: `dd bs=1M conv=fsync` of the same {args.big_mib} MiB file on the same disk, just before "
-        f"each round: {' / '.join(f'{d:.0f}' for d in dds)} MB/s (median {statistics.median(dds):.0f}); "
-        + (f"and just before each large upload: {len(disks)} runs, median {statistics.median(disks):.0f} "
-           f"({disks[0]:.0f} to {disks[-1]:.0f}) MB/s. Each large upload is set against its own dd."
-           if disks else "each large upload is set against the dd of its round.")
+        f"each round and each large upload (after a `sync`): {len(disks)} runs, median {disk_mb:.0f} MB/s "
+        f"({disks[0]:.0f} to {disks[-1]:.0f}): the disk's fsync'd write speed, against which every large upload "
+        "is set. dd itself swings that widely from one run to the next here, with no sign of the upload after "
+        "it doing the same, so no upload is set against the single dd before it.",
+        "*Other CPU* is the rest of the machine during the phase (kernel threads, the idle servers, anything else).",
     ]  # fmt: skip
     if "nube" in results:
         r = results["nube"][1]
 
         def share(key: str, how: str) -> str:
-            got = sorted(p for i, x in enumerate(r) if key in x
-                         for p in (x[key].shares or [x[key].mb_s / dds[i] * 100]))  # fmt: skip
+            got = uploads(r, key)
             if not got:
                 return ""
-            each = ", ".join(f"{p:.0f}" for p in got)
-            return f"{statistics.median(got):.0f} % (each upload: {each} %) {how}"
+            each = ", ".join(f"{100 * u / disk_mb:.0f}" for u in got)
+            return f"{100 * statistics.median(got) / disk_mb:.0f} % (each upload: {each} %) {how}"
 
-        gets = sorted(x["getbig"].mb_s / dds[i] * 100 for i, x in enumerate(r))
+        gets = uploads(r, "getbig")
         parts = [share("putbig", "pinned to one core"),
                  share("putbigshared", "sharing both cores with the boto3 client"),
                  share("putbigpresigned", "with the parts signed before the clock")]  # fmt: skip
         lines.append(
-            "Nube's large-object PUT reaches, of the disk's fsync'd write speed, "
+            "Nube's large-object PUT reaches, of that speed, "
             + "; ".join(p for p in parts if p)
-            + f"; its GET {statistics.median(gets):.0f} % of the dd of its round."
+            + f"; its GET {100 * statistics.median(gets) / disk_mb:.0f} %."
         )
         lines += ["", *where_time_goes(results, dds, costs, args)]
     return "\n".join(lines)
@@ -779,8 +798,7 @@ def where_time_goes(results: dict[str, tuple[Server, list[dict[str, Phase]]]], d
     rates, fsync = costs
     per_mb = sum(1 / r for r in rates.values())  # core-seconds per MB for all three digests
     ceiling = 1 / per_mb
-    disks = [d for r in results["nube"][1] for key in BIG_PUTS if key in r for d in r[key].disks]
-    dd_mb = statistics.median(disks or dds)
+    dd_mb = statistics.median(disk_speed(results, dds))
 
     def cpu_per_mb(key: str) -> float:
         return statistics.median(
