@@ -823,10 +823,16 @@ def where_time_goes(results: dict[str, tuple[Server, list[dict[str, Phase]]]], d
 
     presigned_runs = [r["putbigpresigned"] for r in results["nube"][1] if "putbigpresigned" in r]
     if presigned_runs:
-        mb = statistics.median(p.mb_s for p in presigned_runs)
+
+        def each(runs: list[dict[str, Phase]]) -> float:  # the median upload, as in the table
+            return statistics.median(
+                u for r in runs for u in r["putbigpresigned"].uploads or [r["putbigpresigned"].mb_s]
+            )
+
+        mb = each(results["nube"][1])
         used = statistics.median(p.server_cpu / (p.nbytes / 1e6) for p in presigned_runs)
         others = ", ".join(
-            f"{s.name} {statistics.median(r['putbigpresigned'].mb_s for r in runs):,.0f}"
+            f"{s.name} {each(runs):,.0f}"
             for k, (s, runs) in results.items()
             if k != "nube" and all("putbigpresigned" in r for r in runs)
         )
