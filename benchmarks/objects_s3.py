@@ -25,7 +25,7 @@ Every phase (and slice) starts after a `sync`, so no server pays for another's d
 Server and client CPU seconds are read from /proc for each phase. The disk reference is
 `dd bs=1M conv=fsync` of the same 128 MiB file on the same disk, run after a `sync` before each round
 and before each large upload (--repeats of each kind per server and round): the median of all of them
-is the disk's speed every large upload is set against (one dd swings from about 390 to 690 MB/s here).
+is the disk's speed every large upload is set against (one dd swings from about 390 to 800 MB/s here).
 """
 
 from __future__ import annotations
@@ -395,8 +395,8 @@ def large_phases(
     size = big.stat().st_size
 
     def uploads(name: str, upload: Callable[[str, Callable[[], Any]], None]) -> Phase:
-        """`repeats` uploads of `big`, each right after a dd of it on the same disk (the disk's
-        speed drifts within minutes here, so each upload is set against its own reference)."""
+        """`repeats` uploads of `big`, each after a dd of it on the same disk: more samples of
+        the disk's speed, taken at the times the uploads run."""
         total = Phase()
         for i in range(repeats):
             disk = dd(big, work / "dd.out")
@@ -617,7 +617,7 @@ def disk_speed(
 ) -> list[float]:
     """Every dd of the run, sorted: the one before each round and the one before each large upload.
     Their median is the disk's fsync'd write speed here. It is not set against the upload right
-    after each dd, one by one: on this virtual disk dd swings between about 390 and 690 MB/s from
+    after each dd, one by one: on this virtual disk dd swings between about 390 and 800 MB/s from
     one run to the next, with no sign of the upload that follows doing the same."""
     return sorted([*dds, *(d for _, runs in results.values() for r in runs for key in BIG_PUTS
                            if key in r for d in r[key].disks)])  # fmt: skip
