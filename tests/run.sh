@@ -19,6 +19,7 @@ APT_PACKAGES+=" novnc chromium"
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd -- "$REPO_DIR"
 VENV=$REPO_DIR/.venv
+CRT_VENV=$REPO_DIR/.venv-crt
 STAMP=$VENV/.nube-pyproject.sha256
 
 say() { printf '==> %s\n' "$*"; }
@@ -60,6 +61,21 @@ else
     "$VENV/bin/pip" install --disable-pip-version-check --no-input -q -e '.[test]'
     printf '%s\n' "$hash" >"$STAMP"
     echo "    installed"
+fi
+
+# A second client configuration: boto3 with awscrt, as the AWS CLI v2 ships it (botocore then signs
+# with the CRT and computes CRC32C/CRC64NVME itself). Its own venv, so that .venv keeps testing
+# boto3 as a plain `pip install boto3` runs it.
+say "boto3 with awscrt ($CRT_VENV)"
+boto3_version=$("$VENV/bin/python" -c 'import boto3; print(boto3.__version__)')
+if [[ -x $CRT_VENV/bin/python && $(<"$CRT_VENV/.nube-boto3" 2>/dev/null) == "$boto3_version" ]]; then
+    echo "    already present (boto3 $boto3_version)"
+else
+    rm -rf -- "$CRT_VENV"
+    /usr/bin/python3 -m venv "$CRT_VENV"
+    "$CRT_VENV/bin/pip" install --disable-pip-version-check --no-input -q "boto3[crt]==$boto3_version"
+    printf '%s\n' "$boto3_version" >"$CRT_VENV/.nube-boto3"
+    echo "    installed boto3[crt] $boto3_version"
 fi
 
 say "libvirt daemons (installer/libvirt.sh)"

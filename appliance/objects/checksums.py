@@ -1,7 +1,9 @@
 """The S3 additional checksums: CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256, as hash objects.
 
-CRC32 comes from zlib (fast). CRC32C and CRC64NVME are table-driven pure Python: correct but slow
-(a few MB/s), computed only when a client asks for them. Values travel base64-encoded big-endian
+CRC32 comes from zlib (4 GB/s here, GIL released), CRC32C and CRC64NVME from anycrc (13 GB/s;
+the AWS CLI v2 sends CRC64NVME by default). A CRC of two pieces is `combine`d from their CRCs,
+so a multipart upload's full-object checksum needs no second pass over its bytes. Values travel
+base64-encoded big-endian
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html).
 """
 
@@ -13,69 +15,36 @@ import hashlib
 import zlib
 from typing import Any
 
+import anycrc
+
 ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+CRCS = {
+    "crc32": anycrc.Model("CRC32-ISO-HDLC"),
+    "crc32c": anycrc.Model("CRC32-ISCSI"),
+    "crc64nvme": anycrc.Model("CRC64-NVME"),
+}
+_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8}
 
 
-def _table(poly: int, bits: int) -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
-        table.append(crc & ((1 << bits) - 1))
-    return table
+class Crc:
+    """A CRC as a hash object (update/digest), over anycrc (or zlib for CRC32)."""
 
-
-_CRC32C = _table(0x82F63B78, 32)
-_CRC64NVME = _table(0x9A6C9329AC4BC9B5, 64)
-
-
-class _Crc:
-    bits = 32
-    table: list[int] = []
-
-    def __init__(self) -> None:
-        self.mask = (1 << self.bits) - 1
-        self.crc = self.mask
-
-    def update(self, data: bytes) -> None:
-        crc, table = self.crc, self.table
-        for byte in data:
-            crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-        self.crc = crc
-
-    def digest(self) -> bytes:
-        return (self.crc ^ self.mask).to_bytes(self.bits // 8, "big")
-
-
-class Crc32c(_Crc):
-    table = _CRC32C
-
-
-class Crc64Nvme(_Crc):
-    bits = 64
-    table = _CRC64NVME
-
-
-class Crc32:
-    def __init__(self) -> None:
+    def __init__(self, algorithm: str) -> None:
+        self.size = _BYTES[algorithm]
+        self.calc = zlib.crc32 if algorithm == "crc32" else CRCS[algorithm].calc
         self.crc = 0
 
     def update(self, data: bytes) -> None:
-        self.crc = zlib.crc32(data, self.crc)
+        self.crc = self.calc(data, self.crc)
 
     def digest(self) -> bytes:
-        return self.crc.to_bytes(4, "big")
+        return self.crc.to_bytes(self.size, "big")
 
 
 def new(algorithm: str) -> Any:
     """A hash object with update()/digest() for one of ALGORITHMS."""
-    if algorithm == "crc32":
-        return Crc32()
-    if algorithm == "crc32c":
-        return Crc32c()
-    if algorithm == "crc64nvme":
-        return Crc64Nvme()
+    if algorithm in CRCS:
+        return Crc(algorithm)
     if algorithm in ("sha1", "sha256"):
         return hashlib.new(algorithm)
     raise ValueError(algorithm)
@@ -104,3 +73,12 @@ def of_bytes(algorithm: str, data: bytes) -> str:
     h = new(algorithm)
     h.update(data)
     return b64(h.digest())
+
+
+def combined(algorithm: str, pieces: list[tuple[str, int]]) -> str:
+    """The CRC of a concatenation from each piece's (base64 CRC, length): a full-object checksum
+    of a multipart upload from its parts' checksums, without reading the parts again."""
+    model, crc = CRCS[algorithm], 0
+    for value, length in pieces:
+        crc = model.combine(crc, int.from_bytes(base64.b64decode(value), "big"), length)
+    return b64(crc.to_bytes(_BYTES[algorithm], "big"))

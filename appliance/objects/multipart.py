@@ -18,6 +18,7 @@ from appliance.objects.records import (
     Caller,
     Checks,
     Conditions,
+    Expected,
     Version,
     check_conditions,
     select,
@@ -74,8 +75,18 @@ class Multipart:
         self.store.authorize(caller, name, "s3:PutObject", key)
         if kind and kind not in ("COMPOSITE", "FULL_OBJECT"):
             raise S3Error("InvalidRequest", f"Unknown checksum type {kind}.")
+        if algorithm and algorithm not in checksums.ALGORITHMS:
+            raise S3Error("InvalidRequest", f"Unknown checksum algorithm {algorithm}.")
         if algorithm and not kind:
             kind = "FULL_OBJECT" if algorithm == "crc64nvme" else "COMPOSITE"
+        if (kind == "FULL_OBJECT" and algorithm not in checksums.CRCS) or (
+            kind == "COMPOSITE" and algorithm == "crc64nvme"
+        ):
+            raise S3Error(
+                "InvalidRequest",
+                f"The {kind} checksum type cannot be used with the "
+                f"{algorithm.upper() or 'null'} checksum algorithm.",
+            )
         upload_id = uuid.uuid4().hex
         with self.db.atomic():
             self.db.execute(
@@ -131,6 +142,12 @@ class Multipart:
             )
         if up.checksum_algorithm and not checks.checksum_algorithm:
             checks.checksum_algorithm = up.checksum_algorithm
+        elif up.checksum_algorithm and checks.checksum_algorithm != up.checksum_algorithm:
+            raise S3Error(
+                "InvalidRequest",
+                f"Checksum Type mismatch occurred, expected checksum Type: "
+                f"{up.checksum_algorithm}, actual checksum Type: {checks.checksum_algorithm}",
+            )
         written, value, _ = await self.store.receive(bucket.project_id, body, checks, part=True)
         blob = written.path.name
 
@@ -184,8 +201,10 @@ class Multipart:
         upload_id: str,
         wanted: list[tuple[int, str, str]],
         conditions: Conditions | None = None,
+        expected: Expected | None = None,
     ) -> Version:
-        """Complete with the (part number, etag, checksum or "") list the client sent."""
+        """Complete with the (part number, etag, checksum or "") list the client sent, and what
+        its headers say the whole object is (size, full-object or composite checksum)."""
         bucket = self.store.authorize(caller, name, "s3:PutObject", key)
         up = self.upload(name, key, upload_id)
         if not wanted:
@@ -219,13 +238,11 @@ class Multipart:
         value = ""
         if up.checksum_algorithm and all(p.checksum for p in chosen):
             if up.checksum_type == "FULL_OBJECT":
-                h = checksums.new(up.checksum_algorithm)
-                for part in chosen:
-                    async for chunk in self.store.blobs.read(part.blob):
-                        h.update(chunk)
-                value = checksums.b64(h.digest())
+                pieces = [(p.checksum, p.size) for p in chosen]
+                value = checksums.combined(up.checksum_algorithm, pieces)
             else:
                 value = checksums.composite(up.checksum_algorithm, [p.checksum for p in chosen])
+        check_expected(up, expected or Expected(), total, value)
         left = self.store.room(bucket.project_id)
         if left is not None and total > left:
             raise S3Error("QuotaExceeded", "The byte quota of the project is exceeded.")
@@ -294,3 +311,32 @@ class Multipart:
         params.append(max_uploads + 1)
         rows = [Upload.from_row(r) for r in select(self.store.db, sql, params)]
         return rows[:max_uploads], len(rows) > max_uploads
+
+
+def check_expected(up: Upload, expected: Expected, total: int, value: str) -> None:
+    """Refuse a completion whose headers disagree with the parts (nothing is committed)."""
+    if expected.size is not None and expected.size != total:
+        raise S3Error(
+            "InvalidRequest",
+            f"The provided 'x-amz-mp-object-size' header value {expected.size} does not match "
+            f"what was computed: {total}",
+        )
+    if expected.checksum_type and expected.checksum_type != up.checksum_type:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using the {up.checksum_type or 'null'} checksum mode. "
+            f"The complete request must use the same checksum mode.",
+        )
+    for algorithm, claimed in expected.checksums.items():
+        if algorithm != up.checksum_algorithm:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created using a {up.checksum_algorithm or 'null'} checksum. "
+                f"The complete request had checksums for {algorithm}.",
+            )
+        # a composite value may come with or without its "-<parts>" suffix
+        if claimed not in (value, value.rsplit("-", 1)[0]):
+            raise S3Error(
+                "BadDigest",
+                f"The {algorithm.upper()} you specified did not match the calculated checksum.",
+            )

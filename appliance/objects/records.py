@@ -7,7 +7,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +124,26 @@ class Checks:
     checksum_b64: str | None = None
     late: Callable[[], dict[str, str]] | None = None  # trailer headers, read after the body
     length: int | None = None  # the decoded length the client declared
+
+
+@dataclass(slots=True)
+class Expected:
+    """What a CompleteMultipartUpload request's headers say the whole object is."""
+
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm: base64 value
+    checksum_type: str = ""
+    size: int | None = None  # x-amz-mp-object-size
+
+    @classmethod
+    def of_headers(cls, headers: Mapping[str, str]) -> Expected:
+        size = headers.get("x-amz-mp-object-size")
+        if size is not None and not size.isdigit():
+            raise S3Error("InvalidArgument", "x-amz-mp-object-size must be a non-negative integer.")
+        return cls(
+            {a: v for a in checksums.ALGORITHMS if (v := headers.get(f"x-amz-checksum-{a}"))},
+            headers.get("x-amz-checksum-type", "").upper(),
+            None if size is None else int(size),
+        )
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from appliance.objects import wire
 from appliance.objects.errors import S3Error
 from appliance.objects.multipart import Multipart
-from appliance.objects.records import check_conditions
+from appliance.objects.records import Expected, check_conditions
 from appliance.objects.s3_routes import (
     Handler,
     S3Request,
@@ -383,10 +383,11 @@ async def list_uploads(r: S3Request) -> Response:
 
 @handles("CompleteMultipartUpload")
 async def complete_upload(r: S3Request) -> Response:
-    wanted = wire.parse_complete(await small_body(r))
+    wanted = wire.parse_complete(await small_body(r, checksum_of_body=False))
     v = await multipart_of(r).complete(
-        r.caller, r.op.bucket, r.op.key, r.query["uploadId"], wanted, conditions(r.headers)
-    )
+        r.caller, r.op.bucket, r.op.key, r.query["uploadId"], wanted, conditions(r.headers),
+        Expected.of_headers(r.headers),
+    )  # fmt: skip
     location = (
         f"{r.request.url.scheme}://{r.headers.get('host', '')}/{r.op.bucket}/{quote(r.op.key)}"
     )

@@ -171,7 +171,9 @@ def body_and_checks(r: S3Request) -> tuple[AsyncIterator[bytes], Checks]:
     return stream, checks
 
 
-async def small_body(r: S3Request) -> bytes:
+async def small_body(r: S3Request, checksum_of_body: bool = True) -> bytes:
+    """The whole (small) request body, checked. `checksum_of_body=False` where the
+    x-amz-checksum-* headers describe an object instead (CompleteMultipartUpload)."""
     stream, checks = body_and_checks(r)
     data = bytearray()
     async for chunk in stream:
@@ -191,7 +193,7 @@ async def small_body(r: S3Request) -> bytes:
             "XAmzContentSHA256Mismatch",
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )
-    if checks.checksum_algorithm:
+    if checks.checksum_algorithm and checksum_of_body:
         claimed = checks.checksum_b64
         if checks.late:
             claimed = checks.late().get(f"x-amz-checksum-{checks.checksum_algorithm}", claimed)
