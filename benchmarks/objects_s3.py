@@ -45,7 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -57,6 +56,8 @@ import boto3
 import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+
+from appliance.objects import checksums
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import s3_presigned
@@ -459,7 +460,7 @@ def hash_rates() -> dict[str, float]:
     funcs: dict[str, Callable[[], object]] = {
         "MD5": lambda: hashlib.md5(data, usedforsecurity=False).digest(),
         "SHA-256": lambda: hashlib.sha256(data).digest(),
-        "CRC32": lambda: zlib.crc32(data),
+        "CRC32": lambda: checksums.of_bytes("crc32", data),  # anycrc, as the server computes it
     }
     rates = {}
     for name, fn in funcs.items():
