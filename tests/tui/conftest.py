@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 from rich.console import Console
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import Notification, Notify
 
@@ -65,10 +66,15 @@ class Notes:
 async def wait_until(
     what: str, predicate: Callable[[], Any], limit: float = 60.0, step: float = 0.2
 ) -> Any:
-    """Poll while the app keeps running (its workers and timers go on during the sleeps)."""
+    """Poll while the app keeps running (its workers and timers go on during the sleeps). A widget
+    the predicate queries may not be mounted yet (a container's children mount after it): that
+    counts as not yet."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except NoMatches:
+            value = None
         if value:
             return value
         await asyncio.sleep(step)
