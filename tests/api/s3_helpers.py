@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from tests.api.harness import Nube, openstack
 
@@ -56,3 +58,12 @@ def client(nube: Nube, keys: Keys, **config: Any) -> Any:
 
 def bucket_name() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    """The S3 error code of a refused call."""
+    return str(exc.value.response["Error"]["Code"])
+
+
+def keys_in(s3: Any, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]

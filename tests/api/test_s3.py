@@ -21,7 +21,15 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.api.harness import Nube, openstack
-from tests.api.s3_helpers import Keys, admin_keys, bucket_name, client, other_project_keys
+from tests.api.s3_helpers import (
+    Keys,
+    admin_keys,
+    bucket_name,
+    client,
+    code,
+    keys_in,
+    other_project_keys,
+)
 
 MiB = 1024 * 1024
 
@@ -41,14 +49,6 @@ def bucket(s3: Any) -> Iterator[str]:
     name = bucket_name()
     s3.create_bucket(Bucket=name)
     yield name
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
-
-
-def keys_in(s3: Any, bucket: str) -> list[str]:
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
 # -- objects ---------------------------------------------------------------------------------------

@@ -18,7 +18,15 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from tests.api.harness import Nube
-from tests.api.s3_helpers import Keys, admin_keys, bucket_name, client, other_project_keys
+from tests.api.s3_helpers import (
+    Keys,
+    admin_keys,
+    bucket_name,
+    client,
+    code,
+    keys_in,
+    other_project_keys,
+)
 
 MiB = 1 << 20
 PARTS = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
@@ -49,14 +57,6 @@ def bucket(s3: Any) -> str:
 
 def crc32(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
-
-
-def keys_in(s3: Any, bucket: str) -> list[str]:
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
 def test_upload_file_with_the_whole_objects_crc32_is_a_full_object_checksum(
