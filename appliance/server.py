@@ -15,6 +15,7 @@ import uvicorn
 
 from appliance.app import PortDispatch, create_app, s3_app
 from appliance.config import Config
+from appliance.http_protocol import BatchingHttpToolsProtocol
 
 log = logging.getLogger("nube")
 
@@ -88,7 +89,7 @@ def serve(config: Config) -> int:
             log_config=None,
             access_log=False,
             loop="uvloop",
-            http="httptools",
+            http=BatchingHttpToolsProtocol,
             ws="websockets-sansio",
             server_header=False,
             timeout_graceful_shutdown=15,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import socket
 import time
 import uuid
@@ -627,13 +628,41 @@ def test_http_chunked_transfer_encoding_body(nube: Nube, keys: Keys, s3: Any, bu
     assert s3.get_object(Bucket=bucket, Key="te")["Body"].read() == b"part one, part two"
 
 
-def test_truncated_body_leaves_nothing(nube: Nube, keys: Keys, s3: Any, bucket: str) -> None:
+def test_chunked_body_in_uneven_pieces_and_pauses_arrives_whole(
+    nube: Nube, keys: Keys, s3: Any, bucket: str
+) -> None:
+    """The server hands bodies to the store in batches of up to 1 MiB (appliance/http_protocol.py):
+    pieces below, across and above a batch, with pauses between them, all arrive in order."""
+    sizes = [1, 70_000, (1 << 20) + 3, 5, 300_000, 2 << 20, 7]
+    pieces = [os.urandom(n) for n in sizes]
+
+    def trickle(parts: list[bytes]) -> Iterator[bytes]:
+        for part in parts:
+            time.sleep(0.05)
+            yield part
+
+    headers = {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    for key, body in (("uneven", pieces), ("small", [b"a", b"b" * 10, b"c" * 1000])):
+        req = _signed(nube, keys, "PUT", f"/{bucket}/{key}", headers)
+        sent = dict(req.headers)
+        sent.pop("Content-Length", None)
+        r = requests.put(req.url, data=trickle(body), headers=sent, timeout=30)
+        assert r.status_code == 200, r.text
+        data = b"".join(body)
+        assert r.headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+
+
+@pytest.mark.parametrize("sent", [100, (1 << 20) + 500_000])
+def test_truncated_body_leaves_nothing(
+    nube: Nube, keys: Keys, s3: Any, bucket: str, sent: int
+) -> None:
     req = _signed(
         nube,
         keys,
         "PUT",
         f"/{bucket}/short",
-        {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD", "Content-Length": "1000"},
+        {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD", "Content-Length": str(sent * 2)},
     )
     head = (
         f"PUT /{bucket}/short HTTP/1.1\r\n"
@@ -641,7 +670,7 @@ def test_truncated_body_leaves_nothing(nube: Nube, keys: Keys, s3: Any, bucket: 
         + "\r\n"
     )
     with socket.create_connection(("127.0.0.1", nube.s3_port), timeout=10) as sock:
-        sock.sendall(head.encode() + b"x" * 100)
+        sock.sendall(head.encode() + b"x" * sent)
         sock.shutdown(socket.SHUT_WR)
         sock.recv(1000)
     time.sleep(0.5)
