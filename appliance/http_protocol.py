@@ -41,10 +41,11 @@ class BatchingHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
-        held = cycle.body
+        held: object = cycle.body
         if not isinstance(held, HeldBody):
-            held = HeldBody(held)
-            cycle.body = held  # type: ignore[assignment]  # read only through bytes() and len()
+            held = HeldBody(cycle.body)
+            # uvicorn reads it only through bytes() and len()
+            cycle.body = held  # type: ignore[assignment]
         held.append(body)
         if held.size >= BATCH:
             self.flow.pause_reading()  # the app's next receive() resumes it
