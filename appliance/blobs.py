@@ -2,33 +2,27 @@
 
 A blob is written to a temp file in blobs/tmp, hashed while it streams, fsync'd, then renamed into
 place (and the directory fsync'd), so a crash leaves either no blob or a whole one. Callers commit
-their metadata row only after `commit`, and delete blobs whose rows they drop.
+their metadata row only after `commit`, and delete blobs whose rows they drop. Large blobs are
+written and read with O_DIRECT, past the page cache (appliance.blob_files says why).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import hashlib
 import logging
 import os
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+
+from appliance.blob_files import CHUNK, DEPTH, Hash, Hasher, Reader, Sink
+
+__all__ = ["CHUNK", "BlobTooLarge", "Blobs", "Hash", "Written", "digest"]
 
 log = logging.getLogger(__name__)
-
-CHUNK = 1 << 20  # write and hash in 1 MiB steps, off the event loop
-
-
-class Hash(Protocol):
-    """Anything hashlib-like that a caller wants fed with the bytes as they stream (CRCs, SHA-1...)."""
-
-    def update(self, data: bytes, /) -> Any: ...
 
 
 class BlobTooLarge(Exception):
@@ -51,171 +45,11 @@ class Written:
 ALL_DIGESTS = ("md5", "sha256", "sha512")
 
 
-class _Hasher:
-    def __init__(self, algorithms: Sequence[str], extra: Sequence[Hash]) -> None:
-        self.named = {
-            name: hashlib.new(name, usedforsecurity=name not in ("md5", "sha1"))
-            for name in algorithms
-        }
-        self.extra = list(extra)
-        self.all: list[Hash] = [*self.named.values(), *extra]
-
-    def update(self, data: bytes) -> None:
-        for h in self.all:
-            h.update(data)
-
-    def hexdigests(self) -> dict[str, str]:
-        return {name: h.hexdigest() for name, h in self.named.items()}
-
-
 def digest(data: bytes, algorithms: Sequence[str], extra: Sequence[Hash] = ()) -> dict[str, str]:
     """Hex digests of `data` for each hashlib algorithm (each `extra` hash is fed it too)."""
-    hasher = _Hasher(algorithms, extra)
+    hasher = Hasher(algorithms, extra)
     hasher.update(data)
     return hasher.hexdigests()
-
-
-# sync_file_range(2) is not in the os module; without it the final fsync does all the work.
-_libc = ctypes.CDLL(None, use_errno=True)
-_sync_file_range = getattr(_libc, "sync_file_range", None)
-if _sync_file_range is not None:
-    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-SYNC_FILE_RANGE_WRITE = 2
-WRITEBACK = 1 << 20  # start writing to disk every 1 MiB
-SYNC_EVERY = 4 << 20  # fdatasync in the background after each 4 MiB (one at a time per blob)
-DEPTH = 4  # batches in flight per blob: the loop keeps reading while the workers catch up
-
-
-class _Lane:
-    """Calls that run one after another in a pool, in the order submitted. None blocks a thread
-    waiting for its turn: each is handed to the pool when the previous one completes, and once
-    one fails the rest fail with its error without running. Submitted from one thread only."""
-
-    def __init__(self, pool: ThreadPoolExecutor) -> None:
-        self.pool = pool
-        self.tail: Future[None] | None = None
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> Future[None]:
-        done: Future[None] = Future()
-
-        def start(prev: Future[None] | None) -> None:
-            if prev is not None and (prev.cancelled() or prev.exception() is not None):
-                done.set_exception(
-                    prev.exception() if not prev.cancelled() else OSError("cancelled")
-                )
-                return
-            try:
-                inner = self.pool.submit(fn, *args)
-            except RuntimeError as exc:  # the pool is shut down
-                done.set_exception(exc)
-                return
-            inner.add_done_callback(lambda f: _settle(f, done))
-
-        prev, self.tail = self.tail, done
-        if prev is None:
-            start(None)
-        else:
-            prev.add_done_callback(start)
-        return done
-
-
-def _settle(source: Future[None], target: Future[None]) -> None:
-    error = source.exception()
-    if error is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(None)
-
-
-class _Sink:
-    """A temp file written in order by one lane while each hashlib digest is fed, in order, by a
-    lane of its own (hashlib releases the GIL on large buffers, so they spread over the cores).
-    The caller's extra hashes (the S3 checksum, a CRC at 13 GB/s) are fed by the writing lane
-    after each write: a hop per batch fewer, and less handing the GIL between threads (a 128 MiB
-    multipart upload ran at 385 to 413 MB/s, against 326 to 384 with a lane of its own). The
-    file is opened by the first write, so a one-batch body costs one hop in each lane.
-
-    Every WRITEBACK bytes it asks the kernel to start writing the new range to disk, and every
-    SYNC_EVERY bytes it runs an fdatasync in another thread while writing goes on: otherwise the
-    page cache (and, on a virtual disk, the host's cache) keeps a whole upload unsynced and the
-    final fsync flushes it all while the client waits (here 0.5 to 0.9 s per GiB, whatever the
-    pace of the writes). The fsync in `finish` is what makes the blob durable; the earlier ones
-    only shorten it."""
-
-    def __init__(
-        self,
-        path: Path,
-        hasher: _Hasher,
-        io: ThreadPoolExecutor,
-        pool: ThreadPoolExecutor,
-        place: Callable[[Path], None],
-    ) -> None:
-        self.path = path
-        self.place = place
-        self.fd = -1
-        self.hasher = hasher
-        self.io = io
-        self.writes = _Lane(io)
-        self.syncing: Future[None] | None = None  # a background fdatasync, if one runs
-        self.synced = 0
-        # hashlib digests get a lane each; the caller's extra hashes (a CRC) are fed by the
-        # writing thread after each write: one thread hop fewer per batch
-        self.lanes = [(_Lane(pool), h) for h in hasher.named.values()]
-        self.inline = hasher.extra
-        self.offset = 0
-        self.flushed = 0
-
-    def submit(self, batch: list[bytes]) -> list[Future[None]]:
-        """Queue a batch (from the event loop): the futures of its steps."""
-        hashed = [lane.submit(_feed_all, [h], batch) for lane, h in self.lanes]
-        return [self.writes.submit(self._write, batch), *hashed]
-
-    def finish(self, batch: list[bytes]) -> Future[None]:
-        """Queue the last batch, then fsync, close and `place` the file, once every hash is fed."""
-        hashed = [lane.submit(_feed_all, [h], batch) for lane, h in self.lanes]
-        return self.writes.submit(self._finish, batch, hashed)
-
-    def _write(self, batch: list[bytes]) -> None:
-        if self.fd < 0:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            self.fd = os.open(self.path, flags, 0o644)
-        for data in batch:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view) :]
-            self.offset += len(data)
-        _feed_all(self.inline, batch)
-        if _sync_file_range is not None and self.offset - self.flushed >= WRITEBACK:
-            _sync_file_range(
-                self.fd, self.flushed, self.offset - self.flushed, SYNC_FILE_RANGE_WRITE
-            )
-            self.flushed = self.offset
-        if self.offset - self.synced >= SYNC_EVERY and (
-            self.syncing is None or self.syncing.done()
-        ):
-            if self.syncing is not None:
-                self.syncing.result()  # a failed background sync fails the write
-            self.syncing, self.synced = self.io.submit(os.fdatasync, self.fd), self.offset
-
-    def _finish(self, batch: list[bytes], hashed: list[Future[None]]) -> None:
-        self._write(batch)
-        for step in hashed:
-            step.result()  # a hash pool thread never waits on anything, so this ends
-        if self.syncing is not None:
-            self.syncing.result()
-        os.fsync(self.fd)
-        self.close()
-        self.place(self.path)
-
-    def tails(self) -> list[Future[None]]:
-        lanes = [self.writes, *(lane for lane, _ in self.lanes)]
-        tails = [lane.tail for lane in lanes if lane.tail is not None]
-        return tails + ([self.syncing] if self.syncing is not None else [])
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
 
 
 def _joined(batch: list[bytes]) -> list[bytes]:
@@ -223,12 +57,6 @@ def _joined(batch: list[bytes]) -> list[bytes]:
     than once per chunk (a hashing thread that waits for the GIL after every 64 KiB chunk
     spends more time waiting than hashing). Costs one memory copy."""
     return [b"".join(batch)] if len(batch) > 1 else batch
-
-
-def _feed_all(hashes: Sequence[Hash], batch: list[bytes]) -> None:
-    for h in hashes:
-        for data in batch:
-            h.update(data)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -280,7 +108,7 @@ class Blobs:
         path = self.tmp / f"{uuid.uuid4().hex}.part"
         final = path if key is None else self.path(key)
         place = (lambda p: None) if key is None else (lambda p: self._rename(p, final))
-        sink = _Sink(path, _Hasher(algorithms, extra), self.io, self._pool, place)
+        sink = Sink(path, Hasher(algorithms, extra), self.io, self._pool, place)
         size = 0
         # A pipeline: while workers write and hash earlier batches (up to DEPTH of them), the
         # loop keeps reading the next from the client, so network, writing and the hashes use
@@ -371,37 +199,33 @@ class Blobs:
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Stream bytes [start, end) of a blob in CHUNK steps (the first step opens the file)."""
         run = asyncio.get_running_loop().run_in_executor
-        handle: BinaryIO | None = None
+        opened: Reader | None = None
         try:
-            handle, data = await run(self.io, self._open_read, key, start, end)
-            remaining = None if end is None else end - start - len(data)
+            reader, data = await run(self.io, self._open_read, key, start, end)
+            opened = reader
             while data:
                 yield data
-                if remaining is not None and remaining <= 0:
+                if reader.at_end:
                     break
-                want = CHUNK if remaining is None else min(CHUNK, remaining)
-                data = await run(self.io, handle.read, want)
-                if remaining is not None:
-                    remaining -= len(data)
+                data = await run(self.io, reader.read, CHUNK)
         finally:
-            if handle is not None:
-                handle.close()
+            if opened is not None:
+                opened.close()
 
     async def read_small(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of a blob at once, in one thread hop (for small objects)."""
-        handle, data = await asyncio.get_running_loop().run_in_executor(
+        reader, data = await asyncio.get_running_loop().run_in_executor(
             self.io, self._open_read, key, start, end
         )
-        handle.close()
+        reader.close()
         return data
 
-    def _open_read(self, key: str, start: int, end: int | None) -> tuple[BinaryIO, bytes]:
-        handle = open(self.path(key), "rb")  # the caller closes it
+    def _open_read(self, key: str, start: int, end: int | None) -> tuple[Reader, bytes]:
+        reader = Reader(self.path(key), start, end)  # the caller closes it
         try:
-            handle.seek(start)
-            return handle, handle.read(CHUNK if end is None else min(CHUNK, end - start))
+            return reader, reader.read(CHUNK if end is None else min(CHUNK, end - start))
         except BaseException:
-            handle.close()
+            reader.close()
             raise
 
     def keys(self, suffix: str) -> Iterator[str]:
