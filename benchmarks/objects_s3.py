@@ -26,6 +26,7 @@ Server and client CPU seconds are read from /proc for each phase. The disk refer
 `dd bs=1M conv=fsync` of the same 128 MiB file on the same disk, run after a `sync` before each round
 and before each large upload (--repeats of each kind per server and round): the median of all of them
 is the disk's speed every large upload is set against (one dd swings from about 390 to 800 MB/s here).
+Three more dd runs with `oflag=direct` before each round give the disk's speed past the page cache.
 """
 
 from __future__ import annotations
@@ -488,11 +489,15 @@ def fsync_ms(where: Path) -> float:
     return statistics.median(times)
 
 
-def dd(src: Path, dest: Path) -> float:
+def dd(src: Path, dest: Path, direct: bool = False) -> float:
+    """MB/s of `dd bs=1M conv=fsync` from src to a new file dest (with `oflag=direct` if
+    `direct`: past the page cache, as Nube writes large blobs)."""
     os.sync()  # no server's unsynced writes are flushed during it
     start = time.monotonic()
+    flags = ["oflag=direct"] if direct else []
     subprocess.run(
-        ["dd", f"if={src}", f"of={dest}", "bs=1M", "conv=fsync", "status=none"], check=True
+        ["dd", f"if={src}", f"of={dest}", "bs=1M", "conv=fsync", *flags, "status=none"],
+        check=True,
     )
     seconds = time.monotonic() - start
     dest.unlink()
@@ -557,8 +562,10 @@ def main() -> int:
             "seaweedfs": lambda w: start_seaweedfs(w, args.peers_venv),
             "seaweedfs-fsync": lambda w: start_seaweedfs(w, args.peers_venv, fsync=True),
         }
+        args.direct_dds = []
         for round_ in range(args.runs):
             dds.append(dd(big, work / "dd.out"))
+            args.direct_dds += [dd(big, work / "dd.out", direct=True) for _ in range(3)]
             keys = [k for k in args.only.split(",") if k not in missing]
             keys = keys[round_ % len(keys) :] + keys[: round_ % len(keys)]  # a new order each round
             servers: dict[str, Server] = {}
@@ -599,7 +606,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     if args.save:
         keep = {
-            k: getattr(args, k) for k in ("list_keys", "more_list_keys", "runs", "big_mib", "only")
+            k: getattr(args, k)
+            for k in ("list_keys", "more_list_keys", "runs", "big_mib", "only", "direct_dds")
         }
         args.save.write_text(json.dumps({
             "args": keep, "missing": missing, "dds": dds, "loads": loads, "costs": costs,
@@ -789,6 +797,23 @@ def render(results: dict[str, tuple[Server, list[dict[str, Phase]]]], missing: l
             + "; ".join(p for p in parts if p)
             + f"; its GET {100 * statistics.median(gets) / disk_mb:.0f} %."
         )
+        direct = sorted(getattr(args, "direct_dds", []))
+        if direct:
+            lines.append(
+                f"The same dd with `oflag=direct` (past the page cache, as Nube writes blobs of 1 MiB "
+                f"or more), 3 runs before each round: median {statistics.median(direct):.0f} MB/s "
+                f"({direct[0]:.0f} to {direct[-1]:.0f}). Through the page cache, dd is that fast "
+                "only while the kernel hands it pages it has just freed; pages a virtual machine "
+                "must first fault in from its host make it several times slower (hence the spread "
+                "of the runs above). Of the direct speed, Nube's large PUT reaches "
+                + "; ".join(
+                    f"{100 * statistics.median(uploads(r, key)) / statistics.median(direct):.0f} % {how}"
+                    for key, how in (("putbig", "pinned"), ("putbigshared", "sharing both cores"),
+                                     ("putbigpresigned", "signed before the clock"))
+                    if uploads(r, key)
+                )
+                + "."
+            )  # fmt: skip
         lines += ["", *where_time_goes(results, dds, costs, args)]
     return "\n".join(lines)
 
