@@ -107,8 +107,8 @@ class Sink:
     disk; and every SYNC_EVERY bytes it runs an fdatasync in another thread while writing goes
     on: otherwise the page cache (and, on a virtual disk, the host's cache) keeps a whole upload
     unsynced and the final fsync flushes it all while the client waits (here 0.5 to 0.9 s per GiB,
-    whatever the pace of the writes). The fsync in `finish` is what makes the blob durable; the earlier ones
-    only shorten it.
+    whatever the pace of the writes). The fsync in `finish` is what makes the blob durable; the
+    earlier ones only shorten it.
 
     A blob of more than one batch is written with O_DIRECT, as MinIO writes large objects: from
     an aligned staging buffer straight to the disk, past the page cache. Buffered, each new page
