@@ -183,16 +183,9 @@ class Sink:
     def _open(self, direct: bool) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         self.fd = os.open(self.path, flags, 0o644)
-        if direct:
-            try:
-                flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-                fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_DIRECT)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:  # EINVAL: this filesystem has no O_DIRECT
-                    raise
-            else:
-                self.direct = True
-                self.staging = mmap.mmap(-1, 2 * CHUNK)  # page-aligned
+        if direct and _set_direct(self.fd, True):
+            self.direct = True
+            self.staging = mmap.mmap(-1, 2 * CHUNK)  # page-aligned
 
     def _write_direct(self, batch: list[bytes], last: bool) -> None:
         """Write the aligned part of held + batch with O_DIRECT and hold the rest; when `last`
@@ -218,8 +211,7 @@ class Sink:
     def _buffered(self) -> None:
         """Stop writing with O_DIRECT (a no-op once stopped)."""
         if self.direct:
-            flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+            _set_direct(self.fd, False)
             self.direct = False
 
     def _write_all(self, data: bytes | memoryview) -> None:
@@ -271,14 +263,11 @@ class Reader:
         self.staging: mmap.mmap | None = None
         self.base = self.filled = 0  # the file's bytes [base, base + filled) are in staging
         try:
-            if os.fstat(self.fd).st_size >= CHUNK:
-                flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-                fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+            if os.fstat(self.fd).st_size >= CHUNK and _set_direct(self.fd, True):
                 self.staging = mmap.mmap(-1, READAHEAD + ALIGN)  # page-aligned
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: this filesystem has no O_DIRECT
-                os.close(self.fd)
-                raise
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     @property
     def at_end(self) -> bool:
@@ -318,8 +307,7 @@ class Reader:
         except OSError as exc:  # a disk that wants more alignment than ALIGN: go buffered
             if exc.errno != errno.EINVAL:
                 raise
-            flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+            _set_direct(self.fd, False)
             self.staging = None
 
     def close(self) -> None:
@@ -327,6 +315,18 @@ class Reader:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Turn O_DIRECT on or off for `fd`; False where the filesystem has no O_DIRECT (EINVAL)."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, (flags | os.O_DIRECT) if on else (flags & ~os.O_DIRECT))
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return False
+    return True
 
 
 def _feed_all(hashes: Sequence[Hash], batch: list[bytes]) -> None:

@@ -199,18 +199,15 @@ class Blobs:
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Stream bytes [start, end) of a blob in CHUNK steps (the first step opens the file)."""
         run = asyncio.get_running_loop().run_in_executor
-        opened: Reader | None = None
+        reader, data = await run(self.io, self._open_read, key, start, end)
         try:
-            reader, data = await run(self.io, self._open_read, key, start, end)
-            opened = reader
             while data:
                 yield data
                 if reader.at_end:
                     break
                 data = await run(self.io, reader.read, CHUNK)
         finally:
-            if opened is not None:
-                opened.close()
+            reader.close()
 
     async def read_small(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of a blob at once, in one thread hop (for small objects)."""
@@ -223,7 +220,7 @@ class Blobs:
     def _open_read(self, key: str, start: int, end: int | None) -> tuple[Reader, bytes]:
         reader = Reader(self.path(key), start, end)  # the caller closes it
         try:
-            return reader, reader.read(CHUNK if end is None else min(CHUNK, end - start))
+            return reader, reader.read(CHUNK)  # the reader stops at `end`
         except BaseException:
             reader.close()
             raise
