@@ -18,11 +18,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.blob_files import CHUNK, DEPTH, Hash, Hasher, Reader, Sink
+from appliance import memory
+from appliance.blob_files import CHUNK, DEPTH, Buffers, Hash, Hasher, Reader, Sink
 
 __all__ = ["CHUNK", "BlobTooLarge", "Blobs", "Hash", "Written", "digest"]
 
 log = logging.getLogger(__name__)
+
+IDLE = 2.0  # seconds without blob I/O after which kept buffers and free heap go back
 
 
 class BlobTooLarge(Exception):
@@ -59,6 +62,11 @@ def _joined(batch: list[bytes]) -> list[bytes]:
     return [b"".join(batch)] if len(batch) > 1 else batch
 
 
+def _close_opened(opening: Future[tuple[Reader, bytes]]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result()[0].close()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -79,6 +87,10 @@ class Blobs:
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._dirs: set[Path] = set()  # key directories known to exist
+        self.buffers = Buffers()
+        self._busy = 0  # blob reads and writes under way (counted on the event loop)
+        self._writing = 0  # of which writes
+        self._idle: asyncio.TimerHandle | None = None
 
     def path(self, key: str) -> Path:
         if not key or "/" in key or key.startswith("."):
@@ -108,7 +120,13 @@ class Blobs:
         path = self.tmp / f"{uuid.uuid4().hex}.part"
         final = path if key is None else self.path(key)
         place = (lambda p: None) if key is None else (lambda p: self._rename(p, final))
-        sink = Sink(path, Hasher(algorithms, extra), self.io, self._pool, place)
+        # a blob written alone spreads its digests over the cores; one of several does not
+        spread = self._writing == 0
+        sink = Sink(
+            path, Hasher(algorithms, extra), self.io, self._pool, place, self.buffers, spread
+        )
+        self._begin()
+        self._writing += 1
         size = 0
         # A pipeline: while workers write and hash earlier batches (up to DEPTH of them), the
         # loop keeps reading the next from the client, so network, writing and the hashes use
@@ -141,6 +159,9 @@ class Blobs:
             if final != path:
                 final.unlink(missing_ok=True)  # maybe placed before the caller was cancelled
             raise
+        finally:
+            self._writing -= 1
+            self._end()
         digests = sink.hasher.hexdigests()
         return Written(
             final,
@@ -198,32 +219,81 @@ class Blobs:
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Stream bytes [start, end) of a blob in CHUNK steps (the first step opens the file)."""
-        run = asyncio.get_running_loop().run_in_executor
-        reader, data = await run(self.io, self._open_read, key, start, end)
+        self._begin()
+        try:
+            reader, data = await self._opened(key, start, end)
+        except BaseException:
+            self._end()
+            raise
+        step: Future[bytes] | None = None
         try:
             while data:
                 yield data
                 if reader.at_end:
                     break
-                data = await run(self.io, reader.read, CHUNK)
+                step = self.io.submit(reader.read, CHUNK)
+                data = await asyncio.wrap_future(step)
         finally:
-            reader.close()
+            # a read still running when the consumer went away closes the reader when it ends:
+            # its buffer must not go to another reader while this one fills it
+            if step is None:
+                reader.close()
+            else:
+                step.add_done_callback(lambda _: reader.close())
+            self._end()
 
     async def read_small(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of a blob at once, in one thread hop (for small objects)."""
-        reader, data = await asyncio.get_running_loop().run_in_executor(
-            self.io, self._open_read, key, start, end
-        )
+        self._begin()
+        try:
+            reader, data = await self._opened(key, start, end)
+        finally:
+            self._end()
         reader.close()
         return data
 
+    async def _opened(self, key: str, start: int, end: int | None) -> tuple[Reader, bytes]:
+        """A reader and its first step; one the caller stops waiting for is closed when ready."""
+        opening = self.io.submit(self._open_read, key, start, end)
+        try:
+            return await asyncio.wrap_future(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
+
     def _open_read(self, key: str, start: int, end: int | None) -> tuple[Reader, bytes]:
-        reader = Reader(self.path(key), start, end)  # the caller closes it
+        reader = Reader(self.path(key), start, end, self.buffers)  # the caller closes it
         try:
             return reader, reader.read(CHUNK)  # the reader stops at `end`
         except BaseException:
             reader.close()
             raise
+
+    def _begin(self) -> None:
+        self._busy += 1
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _end(self) -> None:
+        self._busy -= 1
+        if self._busy == 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a reader finalized with no loop left: nothing to schedule
+                return
+            self._idle = loop.call_later(IDLE, self._release)
+
+    def _release(self) -> None:
+        """Once blob I/O has stopped for IDLE seconds, give back the buffers it kept and the
+        free memory malloc keeps (memory.tune): an idle server stays small."""
+        self._idle = None
+        if self._busy == 0:
+            self.io.submit(self.release)
+
+    def release(self) -> None:
+        self.buffers.release()
+        memory.trim()
 
     def keys(self, suffix: str) -> Iterator[str]:
         """Every committed blob key ending in `suffix` (for a caller's orphan sweep)."""

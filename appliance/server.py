@@ -13,6 +13,7 @@ from typing import IO
 
 import uvicorn
 
+from appliance import memory
 from appliance.app import PortDispatch, create_app, s3_app
 from appliance.config import Config
 from appliance.http_protocol import BatchingHttpToolsProtocol
@@ -70,6 +71,7 @@ def setup_logging(level: str) -> None:
 
 def serve(config: Config) -> int:
     setup_logging(config.log_level)
+    memory.tune()
     try:
         lock = lock_data_dir(config.data_dir)
     except AlreadyRunning as exc:
