@@ -59,11 +59,13 @@ class Buffers:
     """Page-aligned buffers for direct I/O, kept for the next blob rather than unmapped. A new
     mapping is zero pages that the kernel faults in one at a time on first touch, and in a VM
     whose freed memory goes back to the host every one of those faults goes to the host too: a
-    128 MiB upload in 8 MiB parts faulted in 8,000 pages for its staging buffers alone. Never
-    more than `keep` of a size are kept (no more than were in use at once); `release` drops
-    them all, for an idle server to give the memory back."""
+    128 MiB upload in 8 MiB parts faulted in 8,000 pages for its staging buffers alone. Only
+    buffers of the `sizes` the pipeline uses are kept, never more than `keep` of each (nor more
+    than were in use at once); `release` drops them all, for an idle server to give the memory
+    back."""
 
-    def __init__(self, keep: int = 16) -> None:
+    def __init__(self, sizes: Sequence[int], keep: int = 16) -> None:
+        self.sizes = frozenset(sizes)
         self.keep = keep
         self.free: dict[int, list[mmap.mmap]] = {}
         self.lock = threading.Lock()
@@ -77,6 +79,8 @@ class Buffers:
 
     def give(self, buffer: mmap.mmap) -> None:
         """Keep `buffer` for another take; the caller no longer uses it, nor does any thread."""
+        if len(buffer) not in self.sizes:
+            return  # unmapped with its last reference
         with self.lock:
             kept = self.free.setdefault(len(buffer), [])
             if len(kept) < self.keep:

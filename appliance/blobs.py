@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import memory
-from appliance.blob_files import CHUNK, DEPTH, Buffers, Hash, Hasher, Reader, Sink
+from appliance.blob_files import (
+    CHUNK,
+    DEPTH,
+    READ_STAGING,
+    STAGING,
+    Buffers,
+    Hash,
+    Hasher,
+    Reader,
+    Sink,
+)
 
 __all__ = ["CHUNK", "BlobTooLarge", "Blobs", "Hash", "Written", "digest"]
 
@@ -87,7 +97,7 @@ class Blobs:
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._dirs: set[Path] = set()  # key directories known to exist
-        self.buffers = Buffers()
+        self.buffers = Buffers((STAGING, READ_STAGING))
         self._busy = 0  # blob reads and writes under way (counted on the event loop)
         self._writing = 0  # of which writes
         self._idle: asyncio.TimerHandle | None = None

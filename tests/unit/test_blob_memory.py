@@ -65,12 +65,13 @@ def test_direct_io_buffers_are_reused_and_given_back_when_idle(
 
 
 def test_buffers_keep_no_more_than_asked() -> None:
-    buffers = blob_files.Buffers(keep=2)
+    buffers = blob_files.Buffers([blob_files.STAGING], keep=2)
     held = [buffers.take(blob_files.STAGING) for _ in range(3)]
     assert all(len(b) == blob_files.STAGING for b in held)
     for b in held:
         buffers.give(b)
-    assert buffers.free[blob_files.STAGING] == held[:2]
+    buffers.give(buffers.take(3 * MiB))  # a size the pipeline does not reuse
+    assert buffers.free == {blob_files.STAGING: held[:2]}
     assert buffers.take(blob_files.STAGING) is held[1]
     buffers.release()
     assert buffers.free == {}
@@ -191,3 +192,13 @@ def test_tuned_malloc_reuses_1_mib_buffers_and_trim_gives_them_back() -> None:
     assert default_steady > pages // 2  # glibc's own thresholds: the heap shrinks and refaults
     assert tuned_steady < 200  # the same churn from memory the heap kept
     assert after_trim > 16 * MiB // os.sysconf("SC_PAGESIZE") // 2  # trim gave it back
+
+
+def test_a_batch_larger_than_the_staging_buffer_is_written_whole(tmp_path: Path) -> None:
+    store = Blobs(tmp_path / "blobs")
+    data = os.urandom(10 * MiB + 5)
+    written = asyncio.run(store.write(chunks(data, 3 * MiB + 1), key="big"))  # 3 MiB batches
+    assert written.path.read_bytes() == data
+    assert written.md5 == hashlib.md5(data).hexdigest()
+    # the larger buffer it took is not kept; the standard one it started with is
+    assert {size: len(kept) for size, kept in store.buffers.free.items()} == {blob_files.STAGING: 1}
