@@ -78,15 +78,15 @@ class Buffers:
         return mmap.mmap(-1, size)
 
     def give(self, buffer: mmap.mmap) -> None:
-        """Keep `buffer` for another take; the caller no longer uses it, nor does any thread."""
+        """Keep `buffer` for another take; the caller no longer uses it, nor does any thread. One
+        not kept is unmapped with its last reference (not closed: a view an exception's
+        traceback keeps would make close() fail)."""
         if len(buffer) not in self.sizes:
-            return  # unmapped with its last reference
+            return
         with self.lock:
             kept = self.free.setdefault(len(buffer), [])
             if len(kept) < self.keep:
                 kept.append(buffer)
-        # else it is unmapped with its last reference (not closed: a view an exception's
-        # traceback keeps would make close() fail)
 
     def release(self) -> None:
         with self.lock:

@@ -27,7 +27,7 @@ MiB = 1 << 20
 def test_direct_io_buffers_are_reused_and_given_back_when_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(blobs, "IDLE", 0.3)
+    monkeypatch.setattr(blobs, "IDLE", 1.0)
     trims: list[int] = []
     monkeypatch.setattr(memory, "trim", lambda: trims.append(1))
     store = Blobs(tmp_path / "blobs")
@@ -52,11 +52,11 @@ def test_direct_io_buffers_are_reused_and_given_back_when_idle(
         assert b"".join([p async for p in store.read("b", 5)]) == data[5:]
         assert [size for size, _ in taken[2:]] == [blob_files.READ_STAGING] * 2
         assert taken[2][1] == taken[3][1]
-        await asyncio.sleep(0.15)  # blob I/O again before IDLE: no release yet
+        await asyncio.sleep(0.4)  # blob I/O again before IDLE: no release yet
         await store.write(chunks(data), key="c")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.4)
         assert trims == [] and len(store.buffers.free[blob_files.STAGING]) == 1
-        await asyncio.sleep(0.4)  # IDLE since the last write
+        await asyncio.sleep(1.0)  # IDLE since the last write
         await asyncio.wrap_future(store.io.submit(lambda: None))  # behind the release
 
     asyncio.run(run())
