@@ -19,10 +19,13 @@ from typing import Any, Protocol
 CHUNK = 1 << 20  # write and hash in 1 MiB steps, off the event loop
 
 
+Batch = Sequence[bytes | memoryview]  # the pieces of body that a Sink writes and hashes at once
+
+
 class Hash(Protocol):
     """Anything hashlib-like that a caller wants fed with the bytes as they stream (CRCs, SHA-1...)."""
 
-    def update(self, data: bytes, /) -> Any: ...
+    def update(self, data: bytes | memoryview, /) -> Any: ...
 
 
 class Hasher:
@@ -192,21 +195,31 @@ class Sink:
         self.staging: mmap.mmap | None = None  # the aligned buffer direct writes go from
         self.held = b""  # bytes past the last aligned offset, for the next direct write
 
-    def submit(self, batch: list[bytes]) -> list[Future[None]]:
-        """Queue a batch (from the event loop): the futures of its steps."""
+    def submit(self, batch: Batch, aligned: bool = False) -> list[Future[None]]:
+        """Queue a batch (all from one thread): the futures of its steps. `aligned`: the batch is
+        one buffer at a page-aligned address, which a direct write can go from as it is."""
         hashed = [lane.submit(_feed_all, [h], batch) for lane, h in self.lanes]
-        return [self.writes.submit(self._write, batch), *hashed]
+        return [self.writes.submit(self._write, batch, False, aligned), *hashed]
 
-    def finish(self, batch: list[bytes]) -> Future[None]:
+    def finish(self, batch: Batch, aligned: bool = False) -> Future[None]:
         """Queue the last batch, then fsync, close and `place` the file, once every hash is fed."""
         hashed = [lane.submit(_feed_all, [h], batch) for lane, h in self.lanes]
-        return self.writes.submit(self._finish, batch, hashed)
+        return self.writes.submit(self._finish, batch, hashed, aligned)
 
-    def _write(self, batch: list[bytes], last: bool = False) -> None:
+    def run(self, batch: Batch, last: bool) -> None:
+        """Write and hash one `aligned` batch in the calling thread, for a blob not `spread` whose
+        batches all come from that thread (no lane runs); after the `last`, `finish` it there."""
+        assert not self.lanes and self.writes.tail is None
+        if last:
+            self._finish(batch, [], True)
+        else:
+            self._write(batch, False, True)
+
+    def _write(self, batch: Batch, last: bool = False, aligned: bool = False) -> None:
         if self.fd < 0:
             self._open(direct=not last)  # a blob of more than one batch
-        if self.staging is not None:
-            self._write_direct(batch, last)
+        if self.direct:
+            self._write_direct(batch, last, aligned)
         else:
             for data in batch:
                 self._write_all(data)
@@ -233,24 +246,26 @@ class Sink:
         self.fd = os.open(self.path, flags, 0o644)
         if direct and _set_direct(self.fd, True):
             self.direct = True
-            self.staging = self.buffers.take(STAGING)  # page-aligned
 
-    def _write_direct(self, batch: list[bytes], last: bool) -> None:
+    def _write_direct(self, batch: Batch, last: bool, aligned: bool) -> None:
         """Write the aligned part of held + batch with O_DIRECT and hold the rest; when `last`
-        (or once the disk refused a direct write), write the rest buffered."""
-        assert self.staging is not None
+        (or once the disk refused a direct write), write the rest buffered. Bytes go through
+        the aligned staging buffer unless the batch is one `aligned` buffer and none are held."""
         size = len(self.held) + sum(len(data) for data in batch)
-        if size > len(self.staging):
-            self.buffers.give(self.staging)
-            self.staging = self.buffers.take(-(-size // CHUNK) * CHUNK)
-        staging = memoryview(self.staging)
-        at = 0
-        for data in (self.held, *batch):
-            staging[at : at + len(data)] = data
-            at += len(data)
-        aligned = size - size % ALIGN
-        self._write_all(staging[:aligned])
-        self.held = bytes(staging[aligned:size])
+        if aligned and not self.held and len(batch) == 1:
+            source = memoryview(batch[0])
+        else:
+            if self.staging is None or size > len(self.staging):
+                self._give_staging()
+                self.staging = self.buffers.take(max(STAGING, -(-size // CHUNK) * CHUNK))
+            source = memoryview(self.staging)
+            at = 0
+            for data in (self.held, *batch):
+                source[at : at + len(data)] = data
+                at += len(data)
+        whole = size - size % ALIGN
+        self._write_all(source[:whole])
+        self.held = bytes(source[whole:size])
         if last or not self.direct:
             self._buffered()
             self._write_all(self.held)
@@ -275,8 +290,8 @@ class Sink:
                     raise
                 self._buffered()
 
-    def _finish(self, batch: list[bytes], hashed: list[Future[None]]) -> None:
-        self._write(batch, last=True)
+    def _finish(self, batch: Batch, hashed: list[Future[None]], aligned: bool) -> None:
+        self._write(batch, True, aligned)
         for step in hashed:
             step.result()  # a hash pool thread never waits on anything, so this ends
         if self.syncing is not None:
@@ -389,7 +404,7 @@ def _set_direct(fd: int, on: bool) -> bool:
     return True
 
 
-def _feed_all(hashes: Sequence[Hash], batch: list[bytes]) -> None:
+def _feed_all(hashes: Sequence[Hash], batch: Batch) -> None:
     for h in hashes:
         for data in batch:
             h.update(data)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from appliance import memory
 from appliance.blob_files import (
@@ -31,7 +33,7 @@ from appliance.blob_files import (
     Sink,
 )
 
-__all__ = ["CHUNK", "BlobTooLarge", "Blobs", "Hash", "Written", "digest"]
+__all__ = ["CHUNK", "BlobTooLarge", "Blobs", "Direct", "Hash", "RawBody", "Written", "digest"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,42 @@ class Written:
 
 
 ALL_DIGESTS = ("md5", "sha256", "sha512")
+
+
+class RawBody(Protocol):
+    """A body of `size` bytes read by a blocking `readinto` (appliance.http_protocol.SocketBody)."""
+
+    size: int
+
+    def readinto(self, view: memoryview) -> None:
+        """Fill `view` with the next bytes (in a thread), or raise."""
+
+    def abort(self) -> None:
+        """Make a `readinto` blocked in another thread raise."""
+
+    def close(self) -> None:
+        """Done reading (on the event loop), whether every byte was read or not."""
+
+
+class Direct:
+    """A request body of a known `size` that a blob write may `take` to read it itself, from the
+    socket into its own page-aligned buffers: the bytes are then hashed and written to the disk
+    from where they landed, with no copy. Iterated instead, it is the plain `stream`."""
+
+    def __init__(
+        self, stream: AsyncIterable[bytes], size: int, take: Callable[[], RawBody | None]
+    ) -> None:
+        self.stream = stream
+        self.size = size
+        self._take: Callable[[], RawBody | None] | None = take
+
+    def take(self) -> RawBody | None:
+        take, self._take = self._take, None
+        return take() if take is not None else None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._take = None  # read once, one way
+        return aiter(self.stream)
 
 
 def digest(data: bytes, algorithms: Sequence[str], extra: Sequence[Hash] = ()) -> dict[str, str]:
@@ -97,7 +135,10 @@ class Blobs:
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._dirs: set[Path] = set()  # key directories known to exist
-        self.buffers = Buffers((STAGING, READ_STAGING))
+        # threads that read request bodies straight from their sockets (Direct), each waiting on
+        # its client; not the I/O pool, whose workers they wait on
+        self._recv = ThreadPoolExecutor(max_workers=64, thread_name_prefix="nube-recv")
+        self.buffers = Buffers((CHUNK, STAGING, READ_STAGING), keep=48)
         self._busy = 0  # blob reads and writes under way (counted on the event loop)
         self._writing = 0  # of which writes
         self._idle: asyncio.TimerHandle | None = None
@@ -127,6 +168,8 @@ class Blobs:
         every `extra` hash object the caller keeps. With `key`, the finished file is also
         committed under it (as `commit` does, in the same worker thread: one hop fewer) and the
         result's path is the blob's own; a caller that then rejects the bytes `discard`s it."""
+        if isinstance(chunks, Direct) and limit is not None and chunks.size > limit:
+            raise BlobTooLarge(f"more than {limit} bytes")
         path = self.tmp / f"{uuid.uuid4().hex}.part"
         final = path if key is None else self.path(key)
         place = (lambda p: None) if key is None else (lambda p: self._rename(p, final))
@@ -137,27 +180,13 @@ class Blobs:
         )
         self._begin()
         self._writing += 1
-        size = 0
-        # A pipeline: while workers write and hash earlier batches (up to DEPTH of them), the
-        # loop keeps reading the next from the client, so network, writing and the hashes use
-        # both cores.
-        inflight: deque[list[Future[None]]] = deque()
         try:
-            batch: list[bytes] = []
-            batched = 0
-            async for chunk in chunks:
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise BlobTooLarge(f"more than {limit} bytes")
-                batch.append(chunk)
-                batched += len(chunk)
-                if batched >= CHUNK:
-                    inflight.append(sink.submit(_joined(batch)))
-                    batch, batched = [], 0
-                    if len(inflight) > DEPTH:
-                        for step in inflight.popleft():
-                            await asyncio.shield(asyncio.wrap_future(step))
-            await asyncio.shield(asyncio.wrap_future(sink.finish(_joined(batch))))
+            raw = chunks.take() if isinstance(chunks, Direct) else None
+            if raw is not None:
+                await self._receive(raw, sink)
+                size = raw.size
+            else:
+                size = await self._stream(chunks, sink, limit)
         except BaseException:
             # the workers must be done with the file first
             for _ in range(2):  # the second time for a background sync the last write began
@@ -181,6 +210,82 @@ class Blobs:
             digests.get("sha512", ""),
             digests,
         )
+
+    async def _stream(self, chunks: AsyncIterable[bytes], sink: Sink, limit: int | None) -> int:
+        """Feed `chunks` to the sink in batches of CHUNK bytes; the size written."""
+        size = 0
+        # A pipeline: while workers write and hash earlier batches (up to DEPTH of them), the
+        # loop keeps reading the next from the client, so network, writing and the hashes use
+        # both cores.
+        inflight: deque[list[Future[None]]] = deque()
+        batch: list[bytes] = []
+        batched = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise BlobTooLarge(f"more than {limit} bytes")
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= CHUNK:
+                inflight.append(sink.submit(_joined(batch)))
+                batch, batched = [], 0
+                if len(inflight) > DEPTH:
+                    for step in inflight.popleft():
+                        await asyncio.shield(asyncio.wrap_future(step))
+        await asyncio.shield(asyncio.wrap_future(sink.finish(_joined(batch))))
+        return size
+
+    async def _receive(self, raw: RawBody, sink: Sink) -> None:
+        """Read `raw` in a receiving thread (`_pump`) while the loop serves other requests."""
+        pumping = self._recv.submit(self._pump, raw, sink)
+        try:
+            await asyncio.shield(asyncio.wrap_future(pumping))
+        except BaseException:
+            raw.abort()  # a cancelled request: the thread may be waiting for the client
+            await asyncio.gather(asyncio.wrap_future(pumping), return_exceptions=True)
+            raise
+        finally:
+            raw.close()
+
+    def _pump(self, raw: RawBody, sink: Sink) -> None:
+        """Read `raw` CHUNK bytes at a time into page-aligned buffers from the pool, each handed
+        to the sink to hash and write as it is, up to DEPTH of them in flight. One syscall
+        fills a buffer, and the thread sleeps in it until the client has sent that much."""
+        if not sink.lanes:
+            return self._pump_here(raw, sink)
+        inflight: deque[tuple[list[Future[None]], mmap.mmap]] = deque()
+        left = raw.size
+        while True:
+            buffer = self.buffers.take(CHUNK)
+            view = memoryview(buffer)[: min(left, CHUNK)]
+            raw.readinto(view)
+            left -= len(view)
+            if not left:
+                sink.finish([view], aligned=True).result()
+                break
+            inflight.append((sink.submit([view], aligned=True), buffer))
+            if len(inflight) > DEPTH:
+                steps, done = inflight.popleft()
+                for step in steps:
+                    step.result()
+                self.buffers.give(done)
+        # the last step ran after every other one: no lane uses these buffers any more
+        for _, done in inflight:
+            self.buffers.give(done)
+        self.buffers.give(buffer)
+
+    def _pump_here(self, raw: RawBody, sink: Sink) -> None:
+        """`_pump` for a blob written while others are: each batch is hashed and written in this
+        thread, from one buffer. The other blobs' threads keep the cores busy meanwhile, and
+        no batch waits for a hand-off to another thread (or wakes one)."""
+        buffer = self.buffers.take(CHUNK)
+        left = raw.size
+        while left:
+            view = memoryview(buffer)[: min(left, CHUNK)]
+            raw.readinto(view)
+            left -= len(view)
+            sink.run([view], last=not left)
+        self.buffers.give(buffer)
 
     def commit(self, written: Written, key: str) -> Path:
         """Move a written temp file into place under `key` (atomic rename, directory fsync'd)."""

@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from appliance.cloud import cloud
 from appliance.errors import Invalid, UnsupportedMedia
+from appliance.http_protocol import direct
 from appliance.images import wire
 from appliance.images.models import Image
 from appliance.images.service import NoContent
@@ -145,7 +146,7 @@ def _octet_stream(request: Request) -> None:
 async def file_upload(request: Request) -> Response:
     _octet_stream(request)
     await cloud(request).image_data.upload(
-        caller(request), request.path_params["image_id"], request.stream()
+        caller(request), request.path_params["image_id"], direct(request.scope, request.stream())
     )
     return Response(status_code=204)
 
@@ -153,7 +154,7 @@ async def file_upload(request: Request) -> Response:
 async def file_stage(request: Request) -> Response:
     _octet_stream(request)
     await cloud(request).image_data.stage(
-        caller(request), request.path_params["image_id"], request.stream()
+        caller(request), request.path_params["image_id"], direct(request.scope, request.stream())
     )
     return Response(status_code=204)
 

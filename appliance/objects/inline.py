@@ -14,6 +14,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from sqlite_utils import Database
 
+from appliance.blobs import Direct
+
 INLINE_MAX = 64 * 1024
 PREFIX = "inline:"
 
@@ -22,9 +24,12 @@ def is_inline(key: str) -> bool:
     return key.startswith(PREFIX)
 
 
-async def gather(body: AsyncIterable[bytes]) -> tuple[bytes | None, AsyncIterator[bytes]]:
+async def gather(body: AsyncIterable[bytes]) -> tuple[bytes | None, AsyncIterable[bytes]]:
     """Read `body` up to INLINE_MAX bytes: (the whole body, if it fits) and else a stream that
-    yields everything (what was read first, then the rest)."""
+    yields everything (what was read first, then the rest). A Direct body larger than that
+    is not read here, so that the blob write can still take it."""
+    if isinstance(body, Direct) and body.size > INLINE_MAX:
+        return None, body
     stream = aiter(body)
     head: list[bytes] = []
     size = 0

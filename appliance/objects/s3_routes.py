@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from appliance.cloud import Cloud
 from appliance.context import Context
+from appliance.http_protocol import direct
 from appliance.objects import checksums, sigv4, wire
 from appliance.objects.checksums import ALGORITHMS
 from appliance.objects.errors import S3Error
@@ -126,8 +127,9 @@ def body_stream(r: S3Request) -> AsyncIterator[bytes]:
     return r.request.stream()
 
 
-def body_and_checks(r: S3Request) -> tuple[AsyncIterator[bytes], Checks]:
-    """The decoded body stream, and what it must match (hashes, checksums, length)."""
+def body_and_checks(r: S3Request) -> tuple[AsyncIterable[bytes], Checks]:
+    """The decoded body stream, and what it must match (hashes, checksums, length). A plain
+    body of more than CHUNK bytes is `Direct`: a blob write reads it from the socket itself."""
     h = r.headers
     payload = h.get("x-amz-content-sha256", "")
     checks = Checks(md5_b64=h.get("content-md5"))
@@ -168,7 +170,7 @@ def body_and_checks(r: S3Request) -> tuple[AsyncIterator[bytes], Checks]:
         checks.sha256_hex = payload.lower()
     length = h.get("content-length")
     checks.length = int(length) if length and length.isdigit() else None
-    return stream, checks
+    return direct(r.request.scope, stream), checks
 
 
 async def small_body(r: S3Request, checksum_of_body: bool = True) -> bytes:

@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from appliance.cloud import cloud
 from appliance.context import Context
+from appliance.http_protocol import direct
 from appliance.objects.errors import S3Error
 from appliance.objects.records import Attributes, Checks, Version, check_conditions
 from appliance.objects.s3_routes import conditions as http_conditions
@@ -249,7 +250,8 @@ async def obj(request: Request) -> Response:
             meta=_meta(request, "x-object-meta-"),
         )
         try:
-            v = await store.put(ctx, name, key, request.stream(), attrs, checks)
+            body = direct(request.scope, request.stream())
+            v = await store.put(ctx, name, key, body, attrs, checks)
         except S3Error as exc:
             if exc.code == "BadDigest":
                 return render_plain(

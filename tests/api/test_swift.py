@@ -3,6 +3,8 @@ plus the wire shapes it relies on, over the same buckets S3 sees."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -40,7 +42,15 @@ def test_openstack_container_and_object_commands(nube: Nube, tmp_path: Path) -> 
     openstack(env, "object", "save", name, "hello.txt", "--file", str(out))
     assert out.read_bytes() == b"hello swift"
     openstack(env, "container", "show", name, "-f", "json")
+    # a body of more than 1 MiB is read straight off the socket (appliance.http_protocol)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    made = openstack(env, "object", "create", name, str(big), "--name", "big.bin", "-f", "json")
+    assert made[0]["etag"] == hashlib.md5(big.read_bytes()).hexdigest()
+    openstack(env, "object", "save", name, "big.bin", "--file", str(out))
+    assert out.read_bytes() == big.read_bytes()
     openstack(env, "object", "delete", name, "hello.txt")
+    openstack(env, "object", "delete", name, "big.bin")
     assert openstack(env, "object", "list", name, "-f", "json") == []
     openstack(env, "container", "delete", name)
     assert name not in [c["Name"] for c in openstack(env, "container", "list", "-f", "json")]
