@@ -200,7 +200,7 @@ def main() -> int:
         f"load average {load_before:.1f} before and {load_after:.1f} after (other engineers' VMs and tests share the machine).",
         "",
         f"A {args.size_mib} MiB raw image streamed with `curl` over loopback into `PUT /v2/images/{{id}}/file` "
-        "(hashed md5 for `checksum` and sha512 for `os_hash_value` while streaming, written with early writeback, "
+        "(hashed md5 for `checksum` and sha512 for `os_hash_value` while streaming, written with O_DIRECT, "
         "fsync'd, inspected with `qemu-img info`, renamed, directory fsync'd) and back with `GET .../file` (sha512 checked). "
         "Each round first copies the same file with `dd bs=1M conv=fsync` on the same disk (the reference), then uploads "
         "and downloads it. CPU columns: cores used during the upload by nube serve, by curl, and by every other process "
@@ -237,13 +237,13 @@ def where_time_goes(rounds: list[Round], rates: dict[str, float], size_mib: int)
         + f", {hashing * 1000:.2f} core-seconds per GB together (this CPU has SHA-NI for SHA-1/SHA-256 only). Per GB "
         f"uploaded nube serve used {nube * 1000:.2f} core-seconds in all (the two digests on two threads, HTTP receive, "
         f"writes) and curl {curl * 1000:.2f}: with both cores free and nothing else running, the upload cannot exceed about "
-        f"{ceiling:,.0f} MB/s, {ceiling / dd:.0%} of the median dd. The disk work overlaps the CPU work: the kernel is asked "
-        "to start writing each MiB as soon as it is written (sync_file_range) and after each 4 MiB an fdatasync runs in another "
-        "thread while the upload goes on, so the closing fsync finds little left. On this virtual disk an fsync costs "
-        "0.5 to 0.9 s per GiB written since the last one, however slowly the bytes came (early writeback alone does not "
-        "make them durable), so without the background syncs every upload waited that long after its last byte. The "
-        "bytes are received, written and hashed as a pipeline (up to 4 MiB in flight; md5, sha512 and the writes each "
-        "in order on their own thread). dd varies from round to round by almost a factor of two on this machine (its "
+        f"{ceiling:,.0f} MB/s, {ceiling / dd:.0%} of the median dd. The disk work overlaps the CPU work: the body is read "
+        "from the socket by a thread of its own, 1 MiB per recv into page-aligned buffers, written from them with "
+        "O_DIRECT (past the page cache), and after each 4 MiB an fdatasync runs in another thread while the upload goes "
+        "on, so the closing fsync finds little left. On this virtual disk an fsync costs 0.5 to 0.9 s per GiB written "
+        "since the last one, however slowly the bytes came, so without the background syncs every upload waited that "
+        "long after its last byte. The bytes are received, written and hashed as a pipeline (up to 4 MiB in flight; "
+        "md5, sha512 and the writes each in order on their own thread). dd varies from round to round by almost a factor of two on this machine (its "
         "first round is always the slowest), hence the median of the per-round shares. Rounds in which neighbours "
         "took CPU (*others*) lose throughput in proportion.",
     ]
