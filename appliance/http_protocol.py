@@ -127,7 +127,7 @@ class Offer:
             cycle.waiting_for_100_continue = False
         head = bytes(held)
         cycle.body = bytearray()
-        return SocketBody(self, os.dup(sock.fileno()), head, self.size - p.seen + len(head))
+        return SocketBody(self, os.dup(sock.fileno()), head, self.size)  # head is all of it seen
 
     def finish(self, whole: bool) -> None:
         """Give the connection back (on the loop): with the whole body read, to a new parser for
