@@ -32,6 +32,7 @@ from appliance.blob_files import (
     Reader,
     Sink,
 )
+from appliance.upload_order import Ranks
 
 __all__ = ["CHUNK", "BlobTooLarge", "Blobs", "Direct", "Hash", "RawBody", "Written", "digest"]
 
@@ -141,6 +142,7 @@ class Blobs:
         self.buffers = Buffers((CHUNK, STAGING, READ_STAGING), keep=48)
         self._busy = 0  # blob reads and writes under way (counted on the event loop)
         self._writing = 0  # of which writes
+        self.ranks = Ranks()  # bodies read at once go oldest first
         self._idle: asyncio.TimerHandle | None = None
 
     def path(self, key: str) -> Path:
@@ -183,7 +185,7 @@ class Blobs:
         try:
             raw = chunks.take() if isinstance(chunks, Direct) else None
             if raw is not None:
-                await self._receive(raw, sink)
+                await self._receive(raw, sink, self.ranks.ticket())
                 size = raw.size
             else:
                 size = await self._stream(chunks, sink, limit)
@@ -235,9 +237,9 @@ class Blobs:
         await asyncio.shield(asyncio.wrap_future(sink.finish(_joined(batch))))
         return size
 
-    async def _receive(self, raw: RawBody, sink: Sink) -> None:
+    async def _receive(self, raw: RawBody, sink: Sink, ticket: int) -> None:
         """Read `raw` in a receiving thread (`_pump`) while the loop serves other requests."""
-        pumping = self._recv.submit(self._pump, raw, sink)
+        pumping = self._recv.submit(self._pump, raw, sink, ticket)
         try:
             await asyncio.shield(asyncio.wrap_future(pumping))
         except BaseException:
@@ -247,12 +249,12 @@ class Blobs:
         finally:
             raw.close()
 
-    def _pump(self, raw: RawBody, sink: Sink) -> None:
+    def _pump(self, raw: RawBody, sink: Sink, ticket: int) -> None:
         """Read `raw` CHUNK bytes at a time into page-aligned buffers from the pool, each handed
         to the sink to hash and write as it is, up to DEPTH of them in flight. One syscall
         fills a buffer, and the thread sleeps in it until the client has sent that much."""
         if not sink.lanes:
-            return self._pump_here(raw, sink)
+            return self._pump_here(raw, sink, ticket)
         inflight: deque[tuple[list[Future[None]], mmap.mmap]] = deque()
         left = raw.size
         while True:
@@ -274,17 +276,19 @@ class Blobs:
             self.buffers.give(done)
         self.buffers.give(buffer)
 
-    def _pump_here(self, raw: RawBody, sink: Sink) -> None:
+    def _pump_here(self, raw: RawBody, sink: Sink, ticket: int) -> None:
         """`_pump` for a blob written while others are: each batch is hashed and written in this
         thread, from one buffer. The other blobs' threads keep the cores busy meanwhile, and
-        no batch waits for a hand-off to another thread (or wakes one)."""
+        no batch waits for a hand-off to another thread (or wakes one). The oldest of these
+        threads go first (appliance.upload_order)."""
         buffer = self.buffers.take(CHUNK)
         left = raw.size
-        while left:
-            view = memoryview(buffer)[: min(left, CHUNK)]
-            raw.readinto(view)
-            left -= len(view)
-            sink.run([view], last=not left)
+        with self.ranks.running(ticket):
+            while left:
+                view = memoryview(buffer)[: min(left, CHUNK)]
+                raw.readinto(view)
+                left -= len(view)
+                sink.run([view], last=not left)
         self.buffers.give(buffer)
 
     def commit(self, written: Written, key: str) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from appliance.blobs import CHUNK, Blobs, BlobTooLarge, Direct
+from appliance.upload_order import LOW, may_reprioritise
 
 MiB = 1 << 20
 
@@ -135,6 +136,51 @@ def test_a_cancelled_write_wakes_the_reading_thread_and_leaves_no_file(tmp_path:
 
     asyncio.run(cancel_while_waiting())
     assert body.aborted and body.closed and leftovers(store) == []
+
+
+class Tids:
+    """A hash-like that keeps the bytes it was fed and the thread that fed them."""
+
+    def __init__(self, until: int) -> None:
+        self.seen = 0
+        self.tid = 0
+        self.until, self.reached = until, threading.Event()
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        self.seen += len(data)
+        self.tid = threading.get_native_id()
+        if self.seen >= self.until:
+            self.reached.set()
+
+
+def test_bodies_read_at_once_go_oldest_first(tmp_path: Path) -> None:
+    if not may_reprioritise():
+        pytest.skip("this process may not give a thread its priority back (needs CAP_SYS_NICE)")
+    store = Blobs(tmp_path / "blobs")
+    store.ranks.cores = lambda: 1  # as if the server had one core
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    bodies = [PairBody(os.urandom(4 * MiB), sent=2 * MiB, stall=True) for _ in range(4)]
+    fed = [Tids(2 * MiB) for _ in bodies]
+
+    async def write_and_look() -> list[int]:
+        tasks = [
+            asyncio.ensure_future(store.write(direct(b, b.size), None, ("md5",), [t], key=f"k{i}"))
+            for i, (b, t) in enumerate(zip(bodies, fed, strict=True))
+        ]
+        for t in fed[1:]:  # then each reading thread waits for the rest of its body
+            assert await asyncio.to_thread(t.reached.wait, 10)
+        nices = [os.getpriority(os.PRIO_PROCESS, t.tid) for t in fed[1:]]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return nices
+
+    # the first, alone when it began, has lanes of its own; of the three read in their own
+    # threads the oldest keeps its priority (one core), the others wait behind it
+    assert asyncio.run(write_and_look()) == [base, base + LOW, base + LOW]
+    # and every reading thread, back in its pool, has its priority back
+    assert [os.getpriority(os.PRIO_PROCESS, t.tid) for t in fed[1:]] == [base] * 3
+    assert leftovers(store) == []
 
 
 def test_a_body_past_the_limit_is_refused_before_it_is_taken(tmp_path: Path) -> None:
