@@ -9,7 +9,7 @@ threads of the oldest bodies, one per core this process may run on, keep their p
 others run at `LOW` more nice: the kernel runs the oldest whenever they have bytes to work on and
 the others when they do not (it never leaves a core idle for priority's sake), so bodies end one
 after another and each client starts its next part while the server works on the others. A
-128 MiB boto3 upload (8 MiB parts, 8 at once) with the server held to one core ran 12 % faster in
+128 MiB boto3 upload (8 MiB parts, 8 at once) with the server held to one core ran 14 % faster in
 12 of 12 alternating pairs; with two cores, or parts signed in advance, no change (within 1 %).
 
 Nice is per thread on Linux. Giving a thread back the priority it had needs CAP_SYS_NICE (or an

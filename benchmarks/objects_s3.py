@@ -913,7 +913,7 @@ def where_time_goes(results: dict[str, tuple[Server, list[dict[str, Phase]]]], d
         "so the server has nothing of that part meanwhile: of the parts received at once, Nube runs the threads of "
         "the oldest (one per core) at their normal priority and the others at nice +5, so parts end one after "
         "another and each boto3 thread prepares its next part while the server works on the others "
-        "(`appliance/upload_order.py`: 12 % faster held to one core, in 12 of 12 alternating pairs)."
+        "(`appliance/upload_order.py`: 14 % faster held to one core, in 12 of 12 alternating pairs)."
         + shared
         + " Completion makes the parts the object's segments: no "
         "byte is copied again.",
