@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 
 
-def disk_device(path: Path) -> Path | None:
-    """The /sys device of the whole disk holding `path` (None when it is not a block device)."""
+def disk_device(path: Path) -> tuple[str, Path] | None:
+    """The name and /sys device of the whole disk holding `path` (None: not a block device)."""
     st = os.stat(path)
     block = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
     if not block.exists():
@@ -24,7 +24,7 @@ def disk_device(path: Path) -> Path | None:
     if (block / "partition").exists():
         block = block.parent
     device = block / "device"
-    return device.resolve() if device.exists() else None
+    return (block.name, device.resolve()) if device.exists() else None
 
 
 def queue_irqs(device: Path, interrupts: str) -> list[int]:
@@ -51,31 +51,34 @@ def cpu_list(text: str) -> set[int]:
     return cores
 
 
-def disk_cores(path: Path) -> set[int]:
-    """Cores that the interrupts of `path`'s disk are routed to now (empty when unknown)."""
-    device = disk_device(path)
-    if device is None:
-        return set()
+def disk_cores(path: Path) -> tuple[str, set[int]]:
+    """The name of `path`'s disk and the cores its interrupts are routed to now (empty when
+    unknown)."""
+    disk = disk_device(path)
+    if disk is None:
+        return "no disk", set()
+    name, device = disk
     cores: set[int] = set()
     for irq in queue_irqs(device, Path("/proc/interrupts").read_text()):
-        for name in ("effective_affinity_list", "smp_affinity_list"):
-            routed = Path(f"/proc/irq/{irq}/{name}")
+        for kind in ("effective_affinity_list", "smp_affinity_list"):
+            routed = Path(f"/proc/irq/{irq}/{kind}")
             if routed.exists():
                 cores |= cpu_list(routed.read_text())
                 break
-    return cores
+    return name, cores
 
 
 def server_and_client(path: Path) -> tuple[int, int, str]:
     """(server core, client core, why): the server on the one core that takes the disk's
     interrupts, if there is exactly one; else core 0. The client on the lowest other core."""
     usable = sorted(os.sched_getaffinity(0))
-    taking = disk_cores(path) & set(usable)
+    disk, cores = disk_cores(path)
+    taking = cores & set(usable)
     if len(taking) == 1 and len(usable) > 1:
         server = taking.pop()
-        why = f"core {server} takes every interrupt of the disk under {path}"
+        why = f"core {server} takes every interrupt of the disk ({disk}) that holds the data"
     else:
         server = usable[0]
-        why = f"the disk's interrupts go to {sorted(taking) or 'no core found'}, so core {server}"
+        why = f"the interrupts of the disk ({disk}) go to {sorted(taking) or 'no core found'}"
     client = next(c for c in usable if c != server) if len(usable) > 1 else server
     return server, client, why

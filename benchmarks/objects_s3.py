@@ -949,8 +949,8 @@ def where_time_goes(results: dict[str, tuple[Server, list[dict[str, Phase]]]], d
         "byte is copied again.",
         "",
         f"*Small PUT and GET.* Nube keeps objects of up to 64 KiB in its database, written in the transaction of their row, "
-        "so a small PUT is acknowledged after one fsync, of the SQLite WAL, shared by every row committed in the same "
-        "loop iteration and run off the event loop: no new file, rename or directory fsync (a 4 KiB write and fsync "
+        "so a small PUT is acknowledged after one fsync, of the SQLite WAL, run off the event loop, one at a time and shared by "
+        "every row committed before it began (the rows committed while one runs wait for the next: fewer flushes of the disk): no new file, rename or directory fsync (a 4 KiB write and fsync "
         f"of a new file takes {fsync:.1f} ms (median) on this disk, and creating the file costs CPU on top; larger "
         "objects still go temp file, fsync, rename, directory fsync, then the row). What is left is CPU: per 4 KiB PUT "
         f"the servers used {put_cpu} ms of CPU (median); Nube's, one Python process (HTTP parsing, SigV4, the SQLite "
