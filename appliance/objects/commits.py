@@ -49,11 +49,11 @@ class GroupCommit:
         self._pending: list[_Change[Any]] = []
         self._unsynced: list[_Result] = []  # committed, waiting for the next WAL fsync
         self._syncing = False
-        self._sync = int(db.execute("PRAGMA synchronous").fetchone()[0])
+        self._synchronous = int(db.execute("PRAGMA synchronous").fetchone()[0])
         mode = str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
         main = next((r[2] for r in db.execute("PRAGMA database_list") if r[1] == "main"), "")
         # Only a file database in WAL mode that asks for FULL has a WAL to sync ourselves.
-        self._wal = f"{main}-wal" if main and mode == "wal" and self._sync >= _FULL else None
+        self._wal = f"{main}-wal" if main and mode == "wal" and self._synchronous >= _FULL else None
 
     async def run(self, change: Callable[[], T], blob: str) -> T:
         """Run `change` (row writes) in the next group transaction; return once it is durable.
@@ -84,7 +84,7 @@ class GroupCommit:
             results = [(item, None, exc) for item in batch]
         finally:
             if self._wal:
-                self.db.execute(f"PRAGMA synchronous = {self._sync}")
+                self.db.execute(f"PRAGMA synchronous = {self._synchronous}")
         for item, _value, error in results:
             if error is not None and item.blob:
                 self.blobs.delete(item.blob)
